@@ -16,6 +16,9 @@ deps_hash="$(sha256sum "$DLSCALER_ROOT/pyproject.toml" | cut -c1-12)"
 VENV="$DLSCALER_CACHE/venv-$("$PYTHON" -c 'import sys; print(f"py{sys.version_info[0]}{sys.version_info[1]}")')-$deps_hash"
 export VENV
 
+# One environment build at a time (two clones or shells may start at once).
+exec {DLSCALER_LOCK_FD}>"$DLSCALER_CACHE/.venv.lock"
+flock "$DLSCALER_LOCK_FD"
 if [[ ! -x "$VENV/bin/python" || ! -f "$VENV/.complete" ]]; then
   echo "dlscaler: creating Python environment in $VENV (first run only; a few minutes)" >&2
   rm -rf "$VENV"
@@ -31,4 +34,6 @@ if [[ "$installed_root" != "$DLSCALER_ROOT" ]]; then
   "$VENV/bin/pip" install --quiet --no-deps -e "$DLSCALER_ROOT" >&2
   echo "$DLSCALER_ROOT" > "$VENV/.root"
 fi
+flock -u "$DLSCALER_LOCK_FD"
+exec {DLSCALER_LOCK_FD}>&-
 export PATH="$VENV/bin:$PATH"
