@@ -51,9 +51,7 @@ class PolicyConfig:
     idle_timeout_s: float = 600.0
     queue_ordering: str = "fifo"
     expander: str = "cheapest"
-    fair_share_weights: Mapping[str, float] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    fair_share_weights: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     pool_priorities: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     """For the ``priority`` expander: higher is preferred."""
     static_nodes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
@@ -88,7 +86,7 @@ class _PolicyModel(_Strict):
     static_nodes: dict[str, int] = Field(default_factory=dict, alias="staticNodes")
     max_scale_up_nodes: int = Field(1000, alias="maxScaleUpNodes", ge=1)
     decision_interval_s: float = Field(60.0, alias="decisionIntervalSeconds", gt=0)
-    predictive: _PredictiveModel = Field(default_factory=_PredictiveModel)  # type: ignore[arg-type]
+    predictive: _PredictiveModel = Field(default_factory=_PredictiveModel)
 
     @model_validator(mode="after")
     def _weights_positive(self) -> _PolicyModel:
@@ -204,7 +202,7 @@ class PoolModel(_Strict):
     idle_timeout_s: float | None = Field(None, alias="idleTimeoutSeconds", ge=0)
     labels: dict[str, str] = Field(default_factory=dict)
     taints: list[str] = Field(default_factory=list)
-    simulation: _SimulationModel = Field(default_factory=_SimulationModel)  # type: ignore[arg-type]
+    simulation: _SimulationModel = Field(default_factory=_SimulationModel)
     aws: dict[str, Any] = Field(default_factory=dict)
     gcp: dict[str, Any] = Field(default_factory=dict)
     azure: dict[str, Any] = Field(default_factory=dict)
@@ -213,9 +211,7 @@ class PoolModel(_Strict):
     @model_validator(mode="after")
     def _min_le_max(self) -> PoolModel:
         if self.min_nodes > self.max_nodes:
-            raise ValueError(
-                f"minNodes ({self.min_nodes}) must be <= maxNodes ({self.max_nodes})"
-            )
+            raise ValueError(f"minNodes ({self.min_nodes}) must be <= maxNodes ({self.max_nodes})")
         return self
 
     def to_spec(self) -> PoolSpec:

@@ -37,7 +37,7 @@ class Gang:
     priority: int = 0
     queue: str = "default"
     duration_s: float | None = None
-    attributes: Mapping[str, str] = field(default=_EMPTY, compare=False)
+    attributes: Mapping[str, str] = field(default_factory=lambda: _EMPTY, compare=False)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -52,7 +52,7 @@ class Gang:
         return self.workers * self.gpus_per_worker
 
     def fits_gpu_type(self, pool_gpu_type: str) -> bool:
-        return self.gpu_type == ANY_GPU_TYPE or self.gpu_type == pool_gpu_type
+        return self.gpu_type in (ANY_GPU_TYPE, pool_gpu_type)
 
 
 def split_into_workers(num_gpus: int, max_gpus_per_worker: int) -> tuple[int, int]:
@@ -85,7 +85,7 @@ class PoolSpec:
     provisioning_delay_s: float = 300.0
     idle_timeout_s: float | None = None
     """Per-pool override of the policy's idle timeout (``None``: use the policy's)."""
-    labels: Mapping[str, str] = field(default=_EMPTY, compare=False)
+    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY, compare=False)
     taints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
