@@ -145,8 +145,16 @@ class InvalidConfigError(ProviderError):
 
 
 ERROR_TYPES: Mapping[ErrorKind, type[ProviderError]] = MappingProxyType(
-    {cls.kind: cls for cls in (
-        CapacityError, QuotaError, ThrottledError, TransientError,
-        NotFoundError, PermissionDeniedError, InvalidConfigError,
-    )}
+    {
+        cls.kind: cls
+        for cls in (
+            CapacityError,
+            QuotaError,
+            ThrottledError,
+            TransientError,
+            NotFoundError,
+            PermissionDeniedError,
+            InvalidConfigError,
+        )
+    }
 )

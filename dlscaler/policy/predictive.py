@@ -1,0 +1,117 @@
+"""``predictive``: provision for a forecast quantile over the lead time, on top of the
+reactive floor, with hysteresis; fall back to reactive when the forecast is not trusted.
+
+- Floor: every pending gang is provisioned for exactly as ``reactive`` does.
+- Ahead: if the forecast's ``quantile`` of GPU demand over the next
+  ``lead_time_factor`` x provisioning delay exceeds planned capacity by more than
+  ``hysteresis_nodes`` nodes, the cheapest available pools grow by the difference.
+- Down: an idle node past its timeout is removed only while capacity stays above the
+  forecast's ``scale_down_quantile`` of demand over the next idle-timeout window.
+- Trust: a forecast whose ``recent_error_ratio`` (vs the naive baseline) is missing or above
+  ``max_error_ratio`` is ignored, and the plan says it fell back.
+
+The forecast is of total GPU demand; it is applied to pools that accept any GPU type (or,
+if none, all pools) in expander order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from dlscaler.config import PolicyConfig
+from dlscaler.model import ANY_GPU_TYPE, Forecast, Gang, PoolState, RunningGang
+from dlscaler.plan import Plan, ScaleUp
+from dlscaler.policy import capacity
+from dlscaler.policy.reactive import decide_reactive, provision_pending
+
+
+def forecast_trusted(forecast: Forecast, config: PolicyConfig) -> bool:
+    p = config.predictive
+    if p.quantile not in forecast.quantiles or forecast.horizon_s() <= 0:
+        return False
+    ratio = forecast.recent_error_ratio
+    return ratio is not None and math.isfinite(ratio) and ratio <= p.max_error_ratio
+
+
+def _capacity_gpus(views: Sequence[capacity.PoolView]) -> int:
+    return sum(v.planned_nodes * v.state.spec.gpus_per_node for v in views)
+
+
+def decide_predictive(
+    *,
+    now_s: float,
+    pools: Sequence[PoolState],
+    pending: Sequence[Gang],
+    running: Sequence[RunningGang],
+    forecast: Forecast,
+    config: PolicyConfig,
+) -> Plan:
+    if not forecast_trusted(forecast, config):
+        plan = decide_reactive(
+            now_s=now_s, pools=pools, pending=pending, running=running, config=config
+        )
+        return Plan(
+            targets=plan.targets,
+            scale_ups=plan.scale_ups,
+            removals=plan.removals,
+            notes=plan.notes,
+            next_decision_s=plan.next_decision_s,
+            policy="predictive",
+            fell_back=True,
+        )
+    p = config.predictive
+    views = [capacity.PoolView.of(s) for s in pools]
+    notes = provision_pending(pending, views, running, config, now_s)
+    floor_ups = capacity.scale_ups(views, "pending gangs do not fit")
+    for v in views:  # what the floor added is reported; start the forecast's count afresh
+        v.gangs_for_added.clear()
+    added_before = {v.state.name: v.added for v in views}
+
+    general = [v for v in views if v.state.spec.gpu_type == ANY_GPU_TYPE] or list(views)
+    lead_s = p.lead_time_factor * max(
+        (v.state.spec.provisioning_delay_s for v in general), default=0.0
+    )
+    want_gpus = forecast.quantile_max(p.quantile, now_s + max(lead_s, forecast.step_s))
+    want_gpus += p.headroom_gpus
+    gap = want_gpus - _capacity_gpus(views)
+    ahead_reason = (
+        f"forecast p{round(p.quantile * 100)} of {want_gpus:.0f} GPUs within "
+        f"{lead_s:.0f}s ({forecast.model or 'forecast'})"
+    )
+    ordered = capacity.pool_order(general, None, config)
+    smallest = min((v.state.spec.gpus_per_node for v in ordered), default=1)
+    if gap > p.hysteresis_nodes * smallest:
+        for v in ordered:
+            if gap <= 0:
+                break
+            if not v.state.available(now_s):
+                continue
+            k = min(v.headroom(config), math.ceil(gap / v.state.spec.gpus_per_node))
+            if k > 0:
+                v.add_empty(k)
+                gap -= k * v.state.spec.gpus_per_node
+
+    ups = list(floor_ups)
+    for v in views:
+        extra = v.added - added_before[v.state.name]
+        if extra > 0:
+            start = v.live_nodes + added_before[v.state.name]
+            ups.append(ScaleUp(v.state.name, start, start + extra, ahead_reason))
+    ups += capacity.ensure_min(views)
+
+    removals, next_expiry = capacity.remove_idle(views, config, now_s)
+    keep_gpus = forecast.quantile_max(p.scale_down_quantile, now_s + config.idle_timeout_s)
+    by_name = {v.state.name: v for v in views}
+    while removals and _capacity_gpus(views) < keep_gpus:
+        undone = removals.pop()  # the most recently idle goes back first
+        by_name[undone.pool].removed.discard(undone.node)
+    removals += capacity.enforce_max(views)
+    return Plan(
+        targets=capacity.targets(views),
+        scale_ups=tuple(ups),
+        removals=tuple(removals),
+        notes=tuple(notes),
+        next_decision_s=next_expiry,
+        policy="predictive",
+    )
