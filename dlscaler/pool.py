@@ -33,6 +33,9 @@ class Instance:
     ``kwok://pool/name``)."""
     state: InstanceState
     name: str = ""
+    error: str = ""
+    """Why the cloud could not create this instance (``FAILED`` or stuck ``PENDING``), in the
+    cloud's words; empty when nothing went wrong."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,10 @@ class GroupDescription:
     max_size: int
     target_size: int
     instances: tuple[Instance, ...]
+    scale_up_error: ProviderError | None = None
+    """Why the group is below its target, when the cloud has said so after accepting the
+    target (a stockout or quota failure found in scaling activities or instance errors);
+    ``None`` when the group is at its target or still on its way there."""
 
 
 @runtime_checkable
@@ -105,15 +112,35 @@ class ProviderError(Exception):
 
     kind: ErrorKind = ErrorKind.TRANSIENT
 
-    def __init__(self, message: str, *, pool: str = "", operation: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        pool: str = "",
+        operation: str = "",
+        code: str = "",
+        permission: str = "",
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.pool = pool
         self.operation = operation
+        self.code = code
+        """The cloud's own error code (``InsufficientInstanceCapacity``, ``AllocationFailed``)."""
+        self.permission = permission
+        """For permission errors: the permission the caller lacks
+        (``autoscaling:SetDesiredCapacity``, ``compute.instanceGroupManagers.update``,
+        ``Microsoft.Compute/virtualMachineScaleSets/write``)."""
+        self.retry_after_s = retry_after_s
+        """For throttling: how long the cloud asked us to wait, if it said."""
 
     def __str__(self) -> str:
         where = " ".join(p for p in (self.pool, self.operation) if p)
-        return f"{self.kind.value}: {where + ': ' if where else ''}{self.message}"
+        text = f"{self.kind.value}: {where + ': ' if where else ''}{self.message}"
+        if self.permission and self.permission not in self.message:
+            text += f" (missing permission: {self.permission})"
+        return text
 
 
 class CapacityError(ProviderError):
