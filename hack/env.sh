@@ -12,7 +12,9 @@ export DLSCALER_CACHE="${DLSCALER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dlscale
 mkdir -p "$DLSCALER_CACHE"
 
 PYTHON="${PYTHON:-python3}"
-deps_hash="$(sha256sum "$DLSCALER_ROOT/pyproject.toml" | cut -c1-12)"
+# Keyed by the pinned dependencies only, so editing tool settings in pyproject.toml
+# does not rebuild the environment.
+deps_hash="$("$PYTHON" -c 'import sys, tomllib; p = tomllib.load(open(sys.argv[1], "rb"))["project"]; print(p["dependencies"], p.get("optional-dependencies"))' "$DLSCALER_ROOT/pyproject.toml" | sha256sum | cut -c1-12)"
 VENV="$DLSCALER_CACHE/venv-$("$PYTHON" -c 'import sys; print(f"py{sys.version_info[0]}{sys.version_info[1]}")')-$deps_hash"
 export VENV
 

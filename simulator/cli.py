@@ -1,0 +1,239 @@
+"""``dlscaler simulate`` and ``dlscaler gen-trace``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+POLICY_HELP = "Comma-separated policies: static-peak, reactive, predictive, oracle."
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
+def load_yaml(path: Path, what: str) -> Any:
+    import yaml
+
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise _fail(f"cannot read {what} file {path}: {err.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise _fail(f"{path}: not valid YAML: {err}") from None
+
+
+def load_inputs(
+    trace_path: Path,
+    pools_path: Path | None,
+    config_path: Path | None,
+    skip_invalid: bool,
+) -> tuple[Any, Any, Any]:
+    """Read and validate the trace, pools and policy config; exit 2 with a clear message."""
+    from dlscaler.config import DEFAULT_POOL, ConfigError, parse_policy_config, parse_pools
+    from dlscaler.trace import TraceError, parse_trace
+
+    try:
+        pools = (
+            parse_pools(load_yaml(pools_path, "pools"), source=str(pools_path))
+            if pools_path
+            else [DEFAULT_POOL]
+        )
+        config = parse_policy_config(
+            load_yaml(config_path, "config") if config_path else None,
+            source=str(config_path or "defaults"),
+        )
+    except ConfigError as err:
+        raise _fail(str(err)) from None
+    try:
+        with trace_path.open(newline="") as fh:
+            trace = parse_trace(
+                fh,
+                source=str(trace_path),
+                skip_invalid=skip_invalid,
+                max_gpus_per_worker=max(p.gpus_per_node for p in pools),
+            )
+    except OSError as err:
+        raise _fail(f"cannot read trace {trace_path}: {err.strerror}") from None
+    except TraceError as err:
+        raise _fail(str(err)) from None
+    return trace, pools, config
+
+
+def simulate_command(
+    trace: Annotated[
+        Path, typer.Option("--trace", help="Trace CSV (job_id,submit_s,duration_s,num_gpus,...).")
+    ],
+    policy: Annotated[str, typer.Option("--policy", help=POLICY_HELP)] = "reactive",
+    pools: Annotated[
+        Path | None,
+        typer.Option(
+            "--pools",
+            help=(
+                "Pools YAML (NodePool spec fields). Default: one 8-GPU pool, 0..10000 nodes,"
+                " 300 s boot, 32.77 USD/h."
+            ),
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Policy config YAML (as written by `dlscaler tune`)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write report.json and timeline.png here.")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed for every random draw (boot delays, failures).")
+    ] = 0,
+    decision_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--decision-interval",
+            help="Seconds between periodic decisions (default: the config's, 60 s).",
+        ),
+    ] = None,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid", help="Count and skip malformed trace rows instead of failing."
+        ),
+    ] = False,
+    plot: Annotated[
+        bool, typer.Option("--plot/--no-plot", help="Draw timeline.png (with --out).")
+    ] = True,
+) -> None:
+    """Replay a job trace through scaling policies; print cost, idle GPU-hours and waits."""
+    from dlscaler.config import POLICY_NAMES
+
+    policies = [p.strip() for p in policy.split(",") if p.strip()]
+    unknown = [p for p in policies if p not in POLICY_NAMES]
+    if unknown or not policies:
+        raise _fail(
+            f"--policy: unknown {', '.join(unknown) or '(none)'}; "
+            f"choose from {', '.join(POLICY_NAMES)}"
+        )
+    trace_obj, pool_models, base = load_inputs(trace, pools, config, skip_invalid)
+    run_and_report(
+        trace_obj,
+        pool_models,
+        base,
+        policies,
+        out=out,
+        seed=seed,
+        decision_interval=decision_interval,
+        plot=plot,
+    )
+
+
+def run_and_report(
+    trace: Any,
+    pools: Any,
+    base: Any,
+    policies: list[str],
+    *,
+    out: Path | None,
+    seed: int,
+    decision_interval: float | None,
+    plot: bool,
+) -> list[dict[str, Any]]:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from simulator.compare import report_document, run_policies
+    from simulator.forecasting import default_forecast_factory
+    from simulator.progress import progress_bars
+    from simulator.report import TABLE_COLUMNS, build_report, table_rows
+    from simulator.runner import SimOptions
+
+    console = Console(stderr=True)
+    if trace.skipped_rows:
+        console.print(
+            f"[yellow]skipped {trace.skipped_rows} malformed row(s)[/]; first: "
+            f"{trace.skipped_examples[0]}"
+        )
+    options = SimOptions(seed=seed, decision_interval_s=decision_interval)
+    with progress_bars(console, trace) as progress:
+        results = run_policies(
+            trace,
+            pools,
+            base,
+            policies,
+            options=options,
+            forecast_factory=default_forecast_factory,
+            progress=progress,
+        )
+    reports = [build_report(r) for r in results]
+    table = Table(
+        title=f"{trace.source}: {len(trace.jobs)} jobs, {trace.span_s / 86400:.1f} days, "
+        f"{trace.gpu_hours:,.0f} GPU-hours demanded"
+    )
+    for col in TABLE_COLUMNS:
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for row in table_rows(reports):
+        table.add_row(*row)
+    Console(width=max(Console().width, 150)).print(table)
+    for r in results:
+        if r.unschedulable:
+            console.print(
+                f"[yellow]{r.policy}: {len(r.unschedulable)} job(s) unschedulable[/], e.g. "
+                f"{next(iter(r.unschedulable.items()))}"
+            )
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        doc = report_document(trace, pools, seed, reports)
+        (out / "report.json").write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+        console.print(f"wrote {out / 'report.json'}")
+        if plot:
+            from simulator.plot import plot_timeline
+
+            console.print(f"wrote {plot_timeline(results, out / 'timeline.png')}")
+    return reports
+
+
+def gen_trace_command(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the CSV ('-' for stdout).")],
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Number of jobs.")] = 10_000,
+    days: Annotated[
+        float, typer.Option("--days", min=0.01, help="Span of submissions in days.")
+    ] = 30.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    gpu_types: Annotated[
+        str,
+        typer.Option(
+            "--gpu-types", help="Comma-separated GPU types to draw from (default: any type)."
+        ),
+    ] = "",
+    median_duration: Annotated[
+        float, typer.Option("--median-duration", min=1, help="Median job duration, seconds.")
+    ] = 1800.0,
+) -> None:
+    """Write a synthetic trace: daily/weekly cycles, bursts, heavy-tailed durations and gangs."""
+    from simulator.synth import SynthSpec, generate, to_csv
+
+    spec = SynthSpec(
+        jobs=jobs,
+        days=days,
+        seed=seed,
+        median_duration_s=median_duration,
+        gpu_types=tuple(t for t in gpu_types.split(",") if t),
+    )
+    text = to_csv(generate(spec))
+    if str(out) == "-":
+        sys.stdout.write(text)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        typer.echo(f"wrote {jobs} jobs over {days:g} days to {out}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate")(simulate_command)
+    app.command("gen-trace")(gen_trace_command)
