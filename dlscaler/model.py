@@ -144,13 +144,29 @@ class PoolState:
     unavailable_until_s: float | None = None
     """Set after a capacity, quota or permanent error: the policy prefers other pools
     until then, and never grows this one."""
+    _counts: Mapping[NodePhase, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Counted once: the policy asks for these many times per decision.
+        ready = in_flight = 0
+        for n in self.nodes:
+            if n.phase is NodePhase.READY:
+                ready += 1
+            elif n.phase is NodePhase.IN_FLIGHT:
+                in_flight += 1
+        counts = {
+            NodePhase.READY: ready,
+            NodePhase.IN_FLIGHT: in_flight,
+            NodePhase.DRAINING: len(self.nodes) - ready - in_flight,
+        }
+        object.__setattr__(self, "_counts", counts)
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     def count(self, phase: NodePhase) -> int:
-        return sum(1 for n in self.nodes if n.phase is phase)
+        return self._counts[phase]
 
     @property
     def ready_nodes(self) -> int:

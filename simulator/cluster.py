@@ -26,8 +26,15 @@ class SimNode:
     used_gpus: int = 0
     idle_since_s: float | None = None
     fails_boot: bool = False
+    cached: NodeState | None = None
+    """The last snapshot of this node; cleared by every change (see SimPool)."""
 
     def state(self) -> NodeState:
+        if self.cached is None:
+            self.cached = self._state()
+        return self.cached
+
+    def _state(self) -> NodeState:
         return NodeState(
             name=self.name,
             phase=self.phase,
@@ -51,6 +58,11 @@ class SimPool:
     boot_failures: int = 0
     scale_ups: int = 0
     removals: int = 0
+    ready_free_gpus: int = 0
+    """Free GPUs on ready nodes, kept up to date so a gang that cannot fit is turned away
+    without looking at every node."""
+    ready_gpus: int = 0
+    provisioned_gpus: int = 0
 
     @classmethod
     def of(cls, model: PoolModel, seed: int) -> SimPool:
@@ -84,6 +96,7 @@ class SimPool:
                 fails_boot=failure_rate > 0 and self.rng.random() < failure_rate,
             )
             self.nodes[node.name] = node
+            self.provisioned_gpus += node.gpus
             out.append(node)
         self.scale_ups += 1 if count else 0
         return out
@@ -91,6 +104,32 @@ class SimPool:
     def remove(self, name: str, now_s: float) -> None:
         node = self.nodes.pop(name)
         self.node_seconds += now_s - node.created_s
+        self.provisioned_gpus -= node.gpus
+        if node.phase is NodePhase.READY:
+            self.ready_gpus -= node.gpus
+            self.ready_free_gpus -= node.gpus - node.used_gpus
+
+    def mark_ready(self, node: SimNode, now_s: float) -> None:
+        node.phase = NodePhase.READY
+        node.idle_since_s = now_s
+        node.cached = None
+        self.ready_gpus += node.gpus
+        self.ready_free_gpus += node.gpus - node.used_gpus
+
+    def occupy(self, nodes: list[SimNode], gpus_per_worker: int) -> None:
+        for node in nodes:
+            node.used_gpus += gpus_per_worker
+            node.idle_since_s = None
+            node.cached = None
+        self.ready_free_gpus -= gpus_per_worker * len(nodes)
+
+    def release(self, nodes: list[SimNode], gpus_per_worker: int, now_s: float) -> None:
+        for node in nodes:
+            node.used_gpus -= gpus_per_worker
+            node.cached = None
+            if node.used_gpus == 0:
+                node.idle_since_s = now_s
+        self.ready_free_gpus += gpus_per_worker * len(nodes)
 
     def live_count(self) -> int:
         return sum(1 for n in self.nodes.values() if n.phase is not NodePhase.DRAINING)
@@ -103,7 +142,7 @@ class SimPool:
 
     def try_place(self, gang: Gang) -> list[SimNode] | None:
         """Place a gang on ready nodes (best fit); the nodes per worker, or None."""
-        if not self.spec.accepts(gang):
+        if self.ready_free_gpus < gang.total_gpus or not self.spec.accepts(gang):
             return None
         ready = [n for n in self.nodes.values() if n.phase is NodePhase.READY]
         chosen = place_workers(

@@ -130,6 +130,8 @@ class Simulation:
         self._wakes: set[float] = set()
         self._next_sample_s = 0.0
         self._last_forecast: Forecast = EMPTY_FORECAST
+        self.pending_gpus = 0
+        self.running_gpus = 0
         self.scale_events = 0
         self.decisions = 0
         self.fallbacks = 0
@@ -162,6 +164,7 @@ class Simulation:
                 if kind == SUBMIT:
                     assert isinstance(obj, Gang)
                     self.pending[obj.job_id] = obj
+                    self.pending_gpus += obj.total_gpus
                     self._new_submits.append(obj)
                     changed = True
                 elif kind == FINISH:
@@ -210,11 +213,8 @@ class Simulation:
 
     def _finish(self, job_id: str, now: float) -> None:
         running, nodes = self.running.pop(job_id)
-        gpw = running.gang.gpus_per_worker
-        for node in nodes:
-            node.used_gpus -= gpw
-            if node.used_gpus == 0:
-                node.idle_since_s = now
+        self.pool_by_name[running.pool].release(nodes, running.gang.gpus_per_worker, now)
+        self.running_gpus -= running.gang.total_gpus
         self.records[job_id].end_s = now
         self._capacity_epoch += 1
 
@@ -228,8 +228,7 @@ class Simulation:
             pool.remove(node_name, now)
             self._record(now, f"{pool_name}: node {node_name} failed to boot; removed")
             return
-        node.phase = NodePhase.READY
-        node.idle_since_s = now
+        pool.mark_ready(node, now)
         self._capacity_epoch += 1
 
     # --- scheduling ----------------------------------------------------------------------
@@ -269,9 +268,9 @@ class Simulation:
         )
 
     def _start(self, gang: Gang, pool: SimPool, nodes: list[SimNode], now: float) -> None:
-        for node in nodes:
-            node.used_gpus += gang.gpus_per_worker
-            node.idle_since_s = None
+        pool.occupy(nodes, gang.gpus_per_worker)
+        self.pending_gpus -= gang.total_gpus
+        self.running_gpus += gang.total_gpus
         duration = gang.duration_s or 0.0
         expected_end = now + duration if self.config.policy == "oracle" else None
         running = RunningGang(
@@ -358,14 +357,9 @@ class Simulation:
         step = self.options.sample_step_s
         if self._next_sample_s >= now:
             return
-        pending = sum(g.total_gpus for g in self.pending.values())
-        running = sum(r.gang.total_gpus for r, _ in self.running.values())
-        provisioned = ready = 0
-        for pool in self.pools:
-            for node in pool.nodes.values():
-                provisioned += node.gpus
-                if node.phase is NodePhase.READY:
-                    ready += node.gpus
+        pending, running = self.pending_gpus, self.running_gpus
+        provisioned = sum(p.provisioned_gpus for p in self.pools)
+        ready = sum(p.ready_gpus for p in self.pools)
         fc = self._last_forecast
         p50 = fc.quantile_max(0.5, fc.start_s + fc.step_s) if fc.quantiles else float("nan")
         p90 = fc.quantile_max(0.9, fc.start_s + fc.step_s) if fc.quantiles else float("nan")

@@ -41,7 +41,9 @@ def provision_pending(
         pending,
         config.queue_ordering,
         offer,
-        running_gpus_by_queue=running_gpus_by_queue(running),
+        running_gpus_by_queue=(
+            running_gpus_by_queue(running) if config.queue_ordering == "fair-share" else None
+        ),
         weights=config.fair_share_weights,
     )
     return notes
