@@ -5,4 +5,4 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$DLSCALER_ROOT"
 exec dlscaler simulate --trace data/alibaba_openb_2023_jobs.csv \
-  --policy "${POLICIES:-static-peak,reactive,oracle}" --out "${OUT:-out}" "$@"
+  --policy "${POLICIES:-static-peak,reactive,predictive,oracle}" --out "${OUT:-out}" "$@"
