@@ -134,6 +134,10 @@ def parse_trace(
             f"{source}: empty file; expected a header with {', '.join(REQUIRED_COLUMNS)}"
         )
     header = [h.strip() for h in header_line[1]]
+    if header:
+        # Spreadsheet programs start a UTF-8 CSV with a byte-order mark; it is not part of
+        # the first column's name.
+        header[0] = header[0].removeprefix("\ufeff").strip()
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise TraceError(
