@@ -234,6 +234,130 @@ def gen_trace_command(
         typer.echo(f"wrote {jobs} jobs over {days:g} days to {out}", err=True)
 
 
+def tune_command(
+    trace: Annotated[Path, typer.Option("--trace", help="Trace CSV to tune on.")],
+    policy: Annotated[
+        str, typer.Option("--policy", help="Policy to tune: reactive or predictive.")
+    ] = "predictive",
+    trials: Annotated[
+        int, typer.Option("--trials", min=1, help="Finished trials the study should reach.")
+    ] = 40,
+    pools: Annotated[
+        Path | None, typer.Option("--pools", help="Pools YAML (default: the default pool).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Starting policy config YAML.")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for tuned.yaml, pareto.png, pareto.json.")
+    ] = Path("tune-out"),
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            help=(
+                "optuna storage URL (default: sqlite:///OUT/study.db; "
+                "postgresql://... to share a study between machines)."
+            ),
+        ),
+    ] = None,
+    study_name: Annotated[
+        str | None,
+        typer.Option("--study-name", help="Study name (default: derived from trace and policy)."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=0, help="Parallel trial processes (0: one per core).")
+    ] = 0,
+    max_wait_p95: Annotated[
+        float | None,
+        typer.Option(
+            "--max-wait-p95",
+            help=(
+                "Choose the cheapest Pareto point with p95 wait under this many seconds "
+                "(default: the knee)."
+            ),
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Search a policy's parameters (cost vs p95 wait); write the chosen config as YAML."""
+    import json
+    import os
+
+    import yaml
+    from rich.console import Console
+    from rich.table import Table
+
+    from dlscaler.config import policy_config_to_dict
+    from simulator.tune import run_study
+
+    if policy not in ("reactive", "predictive"):
+        raise _fail(f"--policy: can tune reactive or predictive, not {policy!r}")
+    trace_obj, pool_models, base = load_inputs(trace, pools, config, skip_invalid=False)
+    from dataclasses import replace
+
+    base = replace(base, policy=policy)
+    out.mkdir(parents=True, exist_ok=True)
+    storage_url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    name = study_name or f"{trace.stem}-{policy}"
+    console = Console(stderr=True)
+    console.print(
+        f"study {name!r} in {storage_url}: up to {trials} trials, "
+        f"{workers or os.cpu_count()} worker(s)"
+    )
+    front, chosen = run_study(
+        trace_obj,
+        pool_models,
+        base,
+        trials=trials,
+        storage=storage_url,
+        study_name=name,
+        workers=workers or (os.cpu_count() or 1),
+        seed=seed,
+        max_wait_p95_s=max_wait_p95,
+        on_progress=lambda done, total: console.print(f"  {done}/{total} trials"),
+    )
+    table = Table(title=f"Pareto front: cost vs p95 wait ({len(front)} points)")
+    for col in ("trial", "cost USD", "wait p95", "idle timeout", "chosen"):
+        table.add_column(col, justify="right")
+    for r in front:
+        table.add_row(
+            str(r.number),
+            f"{r.cost_usd:,.0f}",
+            f"{r.wait_p95_s:,.0f}s",
+            f"{r.config.idle_timeout_s:.0f}s",
+            "*" if r.number == chosen.number else "",
+        )
+    Console(width=max(Console().width, 100)).print(table)
+    doc = {"policyConfig": policy_config_to_dict(chosen.config)}
+    (out / "tuned.yaml").write_text(
+        f"# dlscaler tune: trial {chosen.number} of study {name} on {trace}\n"
+        f"# cost {chosen.cost_usd:,.0f} USD, p95 wait {chosen.wait_p95_s:,.0f} s. "
+        "Use with `dlscaler simulate --config` or `helm install -f`.\n"
+        + yaml.safe_dump(doc, sort_keys=False)
+    )
+    (out / "pareto.json").write_text(
+        json.dumps(
+            [
+                {
+                    "trial": r.number,
+                    "cost_usd": r.cost_usd,
+                    "wait_p95_s": r.wait_p95_s,
+                    "config": policy_config_to_dict(r.config),
+                }
+                for r in front
+            ],
+            indent=2,
+        )
+        + "\n"
+    )
+    from simulator.plot import plot_pareto
+
+    plot_pareto(front, chosen, out / "pareto.png")
+    console.print(f"wrote {out / 'tuned.yaml'}, {out / 'pareto.json'}, {out / 'pareto.png'}")
+
+
 def register(app: typer.Typer) -> None:
+    app.command("tune")(tune_command)
     app.command("simulate")(simulate_command)
     app.command("gen-trace")(gen_trace_command)

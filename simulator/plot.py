@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -78,6 +79,36 @@ def plot_timeline(results: Sequence[SimResult], path: Path) -> Path:
     ax_wait.set_title("wait-time distribution (CDF)")
     ax_wait.grid(alpha=0.3)
     ax_wait.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_pareto(front: Sequence[Any], chosen: Any, path: Path) -> Path:
+    """Cost against p95 wait for the Pareto front of a tuning study."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), constrained_layout=True)
+    xs = [r.wait_p95_s / 60.0 for r in front]
+    ys = [r.cost_usd for r in front]
+    ax.plot(xs, ys, marker="o", linestyle="--", label="Pareto front")
+    ax.scatter(
+        [chosen.wait_p95_s / 60.0],
+        [chosen.cost_usd],
+        s=140,
+        facecolors="none",
+        edgecolors="red",
+        label=f"chosen (trial {chosen.number})",
+    )
+    ax.set_xlabel("p95 wait (minutes)")
+    ax.set_ylabel("cost (USD)")
+    ax.set_title("dlscaler tune: cost vs p95 wait")
+    ax.grid(alpha=0.3)
+    ax.legend()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
