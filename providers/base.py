@@ -78,6 +78,19 @@ def check_target(size: int, desc: GroupDescription, *, pool: str, bounds_from: s
         )
 
 
+def check_delete(desc: GroupDescription, provider_ids: Sequence[str], *, pool: str) -> None:
+    """Refuse a delete that would take the group below its minimum size."""
+    present = {i.provider_id for i in live(desc.instances)}
+    going = len(set(provider_ids) & present)
+    if going and desc.target_size - going < desc.min_size:
+        raise InvalidConfigError(
+            f"deleting {going} instances would take the group from {desc.target_size} below "
+            f"its minimum size {desc.min_size}; lower the minimum or delete fewer",
+            pool=pool,
+            operation="delete_instances",
+        )
+
+
 def live(instances: Iterable[Instance]) -> list[Instance]:
     """Instances that count toward the target: not on their way out."""
     return [i for i in instances if i.state is not InstanceState.DELETING]

@@ -19,7 +19,7 @@ from providers.retry import Retrier, RetryPolicy
 ADAPTER_OVERRIDES: dict[str, tuple[str, ...]] = {
     "fake": ("cloud",),
     "aws": ("session", "autoscaling", "ec2", "eks"),
-    "gcp": ("credentials", "instance_group_managers", "poll_initial_s"),
+    "gcp": ("credentials", "instance_group_managers", "operations"),
     "azure": ("credential", "compute", "poll_interval_s"),
     "kwok": ("api", "kubeconfig"),
 }

@@ -48,6 +48,8 @@ class GcpSettings(_Strict):
     project: str = Field(pattern=r"^[a-z][-a-z0-9:.]{4,61}[a-z0-9]$")
     operation_timeout_s: float = Field(600.0, alias="operationTimeoutSeconds", gt=0, le=3600)
     """How long to wait for a resize or delete operation to finish."""
+    request_timeout_s: float = Field(60.0, alias="requestTimeoutSeconds", gt=0, le=600)
+    """How long one HTTP request may take before it counts as failed (and is retried)."""
 
 
 class AzureSettings(_Strict):
@@ -60,6 +62,8 @@ class AzureSettings(_Strict):
     resource_group: str = Field(alias="resourceGroup", min_length=1, max_length=90)
     operation_timeout_s: float = Field(900.0, alias="operationTimeoutSeconds", gt=0, le=3600)
     """How long to wait for a capacity update or instance delete to finish."""
+    request_timeout_s: float = Field(60.0, alias="requestTimeoutSeconds", gt=0, le=600)
+    """How long one HTTP request may take before it counts as failed (and is retried)."""
 
 
 class KwokSettings(_Strict):
