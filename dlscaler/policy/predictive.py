@@ -6,7 +6,9 @@ reactive floor, with hysteresis; fall back to reactive when the forecast is not 
   ``lead_time_factor`` x provisioning delay exceeds planned capacity by more than
   ``hysteresis_nodes`` nodes, the cheapest available pools grow by the difference.
 - Down: an idle node past its timeout is removed only while capacity stays above the
-  forecast's ``scale_down_quantile`` of demand over the next idle-timeout window.
+  forecast's ``scale_down_quantile`` of demand over the next idle-timeout window and
+  above the ``quantile`` it grows for over the lead time (a node removed below that would
+  be booted again).
 - Trust: a forecast whose ``recent_error_ratio`` (vs the naive baseline) is missing or above
   ``max_error_ratio`` is ignored, and the plan says it fell back.
 
@@ -102,6 +104,10 @@ def decide_predictive(
 
     removals, next_expiry = capacity.remove_idle(views, config, now_s)
     keep_gpus = forecast.quantile_max(p.scale_down_quantile, now_s + config.idle_timeout_s)
+    # Never shrink below what the growth rule above asks for: the node would be booted
+    # again at a later decision (or, in a plan that grows, ready nodes would be swapped
+    # for booting ones).
+    keep_gpus = max(keep_gpus, want_gpus)
     by_name = {v.state.name: v for v in views}
     while removals and _capacity_gpus(views) < keep_gpus:
         undone = removals.pop()  # the most recently idle goes back first
