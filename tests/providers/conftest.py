@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 from prov_aws import AwsCloud, AwsHarness, moto_server
+from prov_azure import AzureCloud, AzureHarness
 from prov_fake_harness import FakeHarness
 from prov_gcp import GcpCloud, GcpHarness
 
 from providers.fake import FaultRates
 
-BACKENDS = ["fake", "aws", "gcp", "gcp_regional"]
+BACKENDS = ["fake", "aws", "gcp", "gcp_regional", "azure"]
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +55,21 @@ def gcp_regional_harness(gcp_cloud: GcpCloud) -> Iterator[GcpHarness]:
     yield GcpHarness(gcp_cloud, regional=True)
     _fresh(gcp_cloud)
     assert not gcp_cloud.server.errors, gcp_cloud.server.errors
+
+
+@pytest.fixture(scope="session")
+def azure_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureCloud]:
+    cloud = AzureCloud.with_test_ca(str(tmp_path_factory.mktemp("azure-tls")))
+    with cloud.server:
+        yield cloud
+
+
+@pytest.fixture
+def azure_harness(azure_cloud: AzureCloud) -> Iterator[AzureHarness]:
+    _fresh(azure_cloud)
+    yield AzureHarness(azure_cloud)
+    _fresh(azure_cloud)
+    assert not azure_cloud.server.errors, azure_cloud.server.errors
 
 
 @pytest.fixture
