@@ -42,18 +42,22 @@ def cluster_up(
     gpu_type: str = typer.Option("a100", help="GPU type label of the created nodes."),
 ) -> None:
     """Start the cluster in the background and install the CRDs."""
+    import shutil
+
     from controller.devcluster import DevCluster, DevClusterError, find_bin_dir
 
     workdir = directory or _default_dir()
     try:
-        DevCluster.attach(workdir)
+        previous = DevCluster.attach(workdir)
     except DevClusterError:
-        pass
-    else:
+        previous = None
+    if previous is not None and any(previous.alive().values()):
         typer.echo(
             f"a cluster already runs in {workdir}: `dlscaler dev cluster down` first", err=True
         )
         raise typer.Exit(1)
+    # Whatever is left of a cluster that died (a reboot): start afresh.
+    shutil.rmtree(workdir, ignore_errors=True)
     try:
         cluster = DevCluster(
             workdir=workdir,
@@ -61,12 +65,17 @@ def cluster_up(
             node_ready_delay_s=node_ready_delay,
             detach=True,
         )
+    except DevClusterError as err:
+        typer.echo(f"dlscaler dev cluster up: {err}", err=True)
+        raise typer.Exit(1) from None
+    try:
         cluster.start()
         cluster.install_crds()
         for i in range(gpu_nodes):
             cluster.create_gpu_node(f"kwok-gpu-{i}", gpus=gpus_per_node, gpu_type=gpu_type)
     except DevClusterError as err:
-        typer.echo(f"dlscaler dev cluster up: {err}", err=True)
+        cluster.stop()  # detached processes would otherwise outlive this failed command
+        typer.echo(f"dlscaler dev cluster up: {err}\n(logs kept in {cluster.log_dir})", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"API server:  {cluster.server}")
     typer.echo(f"logs:        {cluster.log_dir}")

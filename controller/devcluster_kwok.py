@@ -317,6 +317,11 @@ options:
   manageAllNodes: false
   manageNodesWithAnnotationSelector: {MANAGED_NODE_ANNOTATION[0]}={MANAGED_NODE_ANNOTATION[1]}
   nodeLeaseDurationSeconds: {lease_duration_s}
+  # kwok leaves these at 0 (refusing to start) when a configuration file is given.
+  nodeLeaseParallelism: 4
+  nodePlayStageParallelism: 4
+  podPlayStageParallelism: 4
+  podsOnNodeSyncParallelism: 1
 """
     documents = [
         configuration,

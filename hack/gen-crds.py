@@ -101,6 +101,12 @@ def _ref_name(node: Schema) -> str | None:
     return None
 
 
+def _useful_default(value: Any) -> bool:
+    # The OpenAPI document marks struct references with `default: {}` (and some enums with
+    # ""): meaningless as CRD defaults and invalid against the type's required fields.
+    return value is not None and value not in ({}, [], "")
+
+
 def _convert(node: Schema, schemas: dict[str, Schema], stack: tuple[str, ...]) -> Schema:
     out: Schema = {}
     ref = _ref_name(node)
@@ -118,11 +124,11 @@ def _convert(node: Schema, schemas: dict[str, Schema], stack: tuple[str, ...]) -
                 # created; for a DLJob that would be long after `kubectl apply` said yes.
                 out["required"] = sorted({*out.get("required", []), "image"})
                 out["properties"]["image"]["minLength"] = 1
-        if "default" in node:  # the wrapper may carry a default for the referenced type
+        if _useful_default(node.get("default")):  # a wrapper may default the referenced type
             out["default"] = node["default"]
         return out
     for key, value in node.items():
-        if key in _KEPT_KEYS:
+        if key in _KEPT_KEYS and (key != "default" or _useful_default(value)):
             out[key] = copy.deepcopy(value)
     if "properties" in node:
         out["properties"] = {
@@ -130,11 +136,28 @@ def _convert(node: Schema, schemas: dict[str, Schema], stack: tuple[str, ...]) -
         }
     if "items" in node:
         out["items"] = _convert(node["items"], schemas, stack)
+        _default_list_map_keys(out, node["items"], schemas)
     if isinstance(node.get("additionalProperties"), dict):
         out["additionalProperties"] = _convert(node["additionalProperties"], schemas, stack)
     if out.get("format") == "int-or-string":  # OpenAPI v3 spells IntOrString this way
         out = {"x-kubernetes-int-or-string": True}
     return out
+
+
+def _default_list_map_keys(array: Schema, items_src: Schema, schemas: dict[str, Schema]) -> None:
+    """A list-map key must be required or defaulted: restore the empty-string default that
+    _useful_default dropped (imagePullSecrets[].name: "" is how the core API has it)."""
+    ref = _ref_name(items_src)
+    src = schemas[ref] if ref else items_src
+    items = array["items"]
+    for key in array.get("x-kubernetes-list-map-keys", []):
+        prop = items["properties"][key]
+        if key in items.get("required", []) or "default" in prop:
+            continue
+        original = src.get("properties", {}).get(key, {}).get("default")
+        if original is None:
+            raise ValueError(f"list-map key {key} has neither a default nor required")
+        prop["default"] = original
 
 
 def pod_template_schema(openapi_v1: dict[str, Any]) -> Schema:
@@ -743,7 +766,7 @@ def nodepool() -> Schema:
                 },
                 "x-kubernetes-validations": [
                     rule(
-                        f"self.all(k, k.size() <= 317 && k.matches('{LABEL_KEY_PATTERN}'))",
+                        f"self.all(k, k.size() <= 317 && k.matches(r'{LABEL_KEY_PATTERN}'))",
                         "label keys must be qualified names: an optional DNS-subdomain prefix "
                         "and '/', then alphanumerics, '-', '_' or '.'",
                     )
@@ -800,6 +823,12 @@ def nodepool() -> Schema:
                         exclusiveMinimum=True,
                         maximum=3600,
                     ),
+                    "requestTimeoutSeconds": number(
+                        "How long one API request may take, seconds.",
+                        minimum=0,
+                        exclusiveMinimum=True,
+                        maximum=600,
+                    ),
                 },
                 required=["project"],
             ),
@@ -820,6 +849,12 @@ def nodepool() -> Schema:
                         minimum=0,
                         exclusiveMinimum=True,
                         maximum=3600,
+                    ),
+                    "requestTimeoutSeconds": number(
+                        "How long one API request may take, seconds.",
+                        minimum=0,
+                        exclusiveMinimum=True,
+                        maximum=600,
                     ),
                 },
                 required=["subscriptionId", "resourceGroup"],
