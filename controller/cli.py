@@ -27,7 +27,7 @@ def _default_dir() -> Path:
 
 
 DirOption = typer.Option(
-    None, "--dir", help="Where the cluster keeps its state [default: $DLSCALER_CACHE/dev-cluster]."
+    None, "--dir", help="Where the cluster keeps its state (default: $DLSCALER_CACHE/dev-cluster)."
 )
 
 

@@ -92,13 +92,17 @@ cmd_build() {
   mkdir -p "$dir" "$CACHE"
   # One build at a time per cache: two clones (or a developer and CI) may start together.
   exec {lock_fd}>"$CACHE/.control-plane.lock"
-  log "waiting for the build lock ($CACHE/.control-plane.lock) ..."
-  flock "$lock_fd"
+  if ! flock -n "$lock_fd"; then
+    log "another build is running; waiting for its lock ($CACHE/.control-plane.lock) ..."
+    flock "$lock_fd"
+  fi
   if [[ -f "$dir/.stamp" ]] && [[ "$(cat "$dir/.stamp")" == "$(stamp_text)" ]]; then
     log "binaries up to date in $dir"
     return
   fi
   log "building into $dir (cold: 15-25 min on 2 cores; Go caches in $CACHE/go)"
+  # Leftovers of an interrupted build (binaries are only ever moved in complete).
+  rm -rf "$dir"/.gobin.* "$dir"/.*.tmp.*
   local total=$SECONDS
   # kwok and helm carry no replace directives: build them straight from the proxy.
   # (`go install` ignores the current module; GOBIN picks the output directory.)
