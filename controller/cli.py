@@ -119,4 +119,7 @@ def cluster_kubeconfig(directory: Path | None = DirOption) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    from controller.run_cli import register_run  # typer and stdlib only, like this module
+
+    register_run(app)
     app.add_typer(dev_app, name="dev")

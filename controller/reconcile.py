@@ -1,0 +1,677 @@
+"""The scaling loop: read the cluster, decide, act. One pass is :meth:`Reconciler.run_once`.
+
+A pass (run in a worker thread, never on the event loop):
+
+1. reads DLJobs, NodePools, Nodes and pods, and asks every pool's provider for its group
+   (in parallel; a slow pool is described from its last answer);
+2. moves each admitted job along its life (:mod:`controller.lifecycle`);
+3. builds the policy's view of the pools (:mod:`controller.snapshot`), admits the queued
+   gangs that fit on ready nodes (:mod:`controller.admission`, the simulator's rule), and
+   calls ``dlscaler.policy.decide`` with the rest, exactly as the simulator does;
+4. applies the plan: scale-ups through the providers (threads, bounded waits: one failing
+   or hanging pool never holds up another), drains and removals of the named nodes, job
+   pods, statuses, conditions and Events saying why;
+5. records the demand for the forecaster and the metrics.
+
+Every pass starts from what the cluster and the clouds say *now*, so a restarted
+controller simply continues: nodes already asked for are in the provider's target and are
+counted as in flight, never asked for twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from controller import drain, gang, lifecycle
+from controller.admission import Admission
+from controller.clock import format_time, parse_time
+from controller.dljob import ADMITTED, QUEUED, RUNNING, JobView, parse_dljob, parse_pod
+from controller.events import EventRecorder
+from controller.forecasting import Forecasting
+from controller.idle import IdleTracker, last_finish_by_node
+from controller.kube import ApiError, Kube, core_path, custom_path, list_in_namespaces
+from controller.metrics import Metrics
+from controller.names import API_VERSION, DLJOBS, JOB_UID_LABEL, NODEPOOLS
+from controller.planning import plan_pass
+from controller.pools import PoolManager
+from controller.settings import ControllerSettings
+from controller.snapshot import ClusterView, NodeView, parse_node, used_gpus_by_node
+from controller.state import DemandHistory, StateStore
+from dlscaler.model import NodePhase, PoolState
+from dlscaler.plan import Plan
+
+log = logging.getLogger("dlscaler.reconcile")
+
+Obj = dict[str, Any]
+NORMAL, WARNING = "Normal", "Warning"
+
+
+@dataclass(slots=True)
+class ClusterObjects:
+    jobs: list[Obj]
+    nodepools: list[Obj]
+    nodes: list[Obj]
+    pods: list[Obj]
+
+
+@dataclass(slots=True)
+class PassResult:
+    next_wake_s: float
+    plan: Plan
+    admitted: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def read_cluster(
+    kube: Kube, settings: ControllerSettings, io: ThreadPoolExecutor
+) -> ClusterObjects:
+    """Everything a pass needs, listed in parallel."""
+    spaces = settings.namespaces
+    jobs_f = io.submit(list_in_namespaces, kube, lambda ns: custom_path(DLJOBS, ns), spaces)
+    pools_f = io.submit(
+        kube.list, custom_path(NODEPOOLS), label_selector=settings.nodepool_selector
+    )
+    nodes_f = io.submit(kube.list, core_path("nodes"))
+    # Every active pod holds capacity (ours or not); ours are needed in any phase.
+    active_f = io.submit(
+        kube.list, core_path("pods"), field_selector="status.phase!=Succeeded,status.phase!=Failed"
+    )
+    ours_f = io.submit(
+        list_in_namespaces,
+        kube,
+        lambda ns: core_path("pods", ns),
+        spaces,
+        label_selector=JOB_UID_LABEL,
+    )
+    pods: dict[str, Obj] = {}
+    for pod in [*active_f.result(), *ours_f.result()]:
+        pods[pod["metadata"]["uid"]] = pod
+    jobs = jobs_f.result()
+    for job in jobs:
+        job.setdefault("apiVersion", API_VERSION)
+        job.setdefault("kind", "DLJob")
+    nodepools = pools_f.result()
+    for pool in nodepools:
+        pool.setdefault("apiVersion", API_VERSION)
+        pool.setdefault("kind", "NodePool")
+    return ClusterObjects(jobs, nodepools, nodes_f.result(), list(pods.values()))
+
+
+class Reconciler:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: ControllerSettings,
+        *,
+        metrics: Metrics,
+        events: EventRecorder,
+        pools: PoolManager,
+        forecasting: Forecasting | None = None,
+        store: StateStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.config = settings.policy
+        self.metrics = metrics
+        self.events = events
+        self.pools = pools
+        self.forecasting = forecasting or Forecasting(self.config)
+        self.store = store
+        self.clock = clock
+        self.idle = IdleTracker()
+        self.io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kube-io")
+        self.history = DemandHistory(
+            step_s=settings.history_step_s, max_points=settings.history_points
+        )
+        self.history_loaded = False
+        self._saved_s = 0.0
+        self.passes = 0
+
+    def close(self) -> None:
+        self.io.shutdown(wait=False, cancel_futures=True)
+        self.pools.close()
+
+    # --- state across restarts ------------------------------------------------------------
+
+    def load_history(self) -> None:
+        if self.store is None or self.history_loaded:
+            return
+        try:
+            self.history = self.store.load(
+                step_s=self.settings.history_step_s, max_points=self.settings.history_points
+            )
+            self.history_loaded = True
+            log.info(
+                "demand history: %d points from ConfigMap %s/%s",
+                len(self.history.values),
+                self.store.namespace,
+                self.store.name,
+            )
+        except ApiError as err:
+            log.warning("could not read the demand history (starting empty): %s", err)
+
+    def save_history(self, *, force: bool = False) -> None:
+        now = self.clock()
+        if self.store is None or not self.history.values:
+            return
+        if not force and now - self._saved_s < self.settings.persist_every_s:
+            return
+        try:
+            self.store.save(self.history)
+            self._saved_s = now
+        except ApiError as err:
+            log.warning("could not save the demand history: %s", err)
+
+    # --- one pass -------------------------------------------------------------------------
+
+    def run_once(self) -> PassResult:
+        started = time.perf_counter()
+        now = self.clock()
+        self.load_history()
+        objs = read_cluster(self.kube, self.settings, self.io)
+        self.pools.sync(objs.nodepools, now)
+        self.pools.describe_all(now)
+        nodes = [parse_node(n) for n in objs.nodes]
+        pods = [parse_pod(p) for p in objs.pods]
+        jobs = [parse_dljob(j) for j in objs.jobs]
+        used = used_gpus_by_node(pods)
+        idle = self.idle.update(now, nodes, used, last_finish_by_node(pods))
+        self.forecasting.catch_up(self.history, now)
+        forecast = self.forecasting.forecast(now)
+        decided = plan_pass(
+            now_s=now,
+            jobs=jobs,
+            pods=pods,
+            nodes=nodes,
+            pools=self.pools.inputs(now),
+            idle_since=idle,
+            config=self.config,
+            forecast=forecast,
+            max_provisioning_s=self.settings.max_provisioning_s,
+            back_off=lambda name, reason: self.pools.back_off(name, reason, now),
+            timer=time.perf_counter,
+        )
+        self.metrics.decide_latency.observe(decided.decide_s)
+        view, plan, steps = decided.view, decided.plan, decided.steps
+        admissions, waiting, running = decided.admissions, decided.waiting, decided.running
+        self.idle.mark_busy(n for a in admissions for n in a.nodes)
+        writes = self._apply_jobs(jobs, steps, admissions, view)
+        writes += self._note_waiting(waiting, plan, decided.pools, now)
+        calls = self._repair_stuck(view)
+        calls += self._scale_up(plan, view)
+        writes += self._remove(plan, view, now)
+        calls += self._continue_drains(nodes, view, now)
+        wait_futures(writes)
+        retry_soon = self._settle(calls)
+        self._write_pool_status(view, now)
+
+        demand = sum(r.gang.total_gpus for r in running) + sum(j.gang().total_gpus for j in waiting)
+        self.history.observe(now, demand)
+        self.save_history()
+        self._record_metrics(view, plan, forecast.quantiles, waiting, jobs, steps, demand)
+
+        wakes = [now + self.settings.interval_s]
+        if plan.next_decision_s is not None:
+            wakes.append(plan.next_decision_s)
+        wakes += [s.wake_at_s for s in steps.values() if s.wake_at_s is not None]
+        if (
+            retry_soon
+            or admissions
+            or any(s.create_workers or s.delete_pods for s in steps.values())
+        ):
+            wakes.append(now)  # a pool backed off, or gangs changed: look again at once
+        self.passes += 1
+        seconds = time.perf_counter() - started
+        self.metrics.reconcile_latency.observe(seconds)
+        return PassResult(min(wakes), plan, sorted(a.job.job_id for a in admissions), seconds)
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    def _apply_jobs(
+        self,
+        jobs: Sequence[JobView],
+        steps: Mapping[str, lifecycle.JobStep],
+        admissions: Sequence[Admission],
+        view: ClusterView,
+    ) -> list[Future[Any]]:
+        futures: list[Future[Any]] = []
+        for job in jobs:
+            step = steps[job.uid]
+            if step.status or step.create_workers or step.delete_pods or step.delete_job:
+                futures.append(self.io.submit(self._job_step, job, step, view))
+        for a in admissions:
+            futures.append(self.io.submit(self._admit, a, view))
+        return futures
+
+    def _job_step(self, job: JobView, step: lifecycle.JobStep, view: ClusterView) -> None:
+        try:
+            if step.delete_job:
+                self.kube.delete(custom_path(DLJOBS, job.namespace, job.name))
+                return
+            for name in step.delete_pods:
+                self.kube.delete(core_path("pods", job.namespace, name))
+            if step.status:
+                self._patch_job_status(job, step.status)
+            for ev in step.events:
+                self.events.record(job.obj, ev.type, ev.reason, ev.message)
+            if step.create_workers:
+                nodes = job.worker_nodes()
+                self._create_workers(job, step.create_workers, nodes, view)
+        except ApiError as err:
+            log.warning("DLJob %s: %s", job.job_id, err)
+
+    def _admit(self, a: Admission, view: ClusterView) -> None:
+        job = a.job
+        now = self.clock()
+        workers = a.workers
+        states = [
+            {"index": i, "nodeName": node, "phase": "Pending"} for i, node in enumerate(a.nodes)
+        ]
+        msg = f"admitted: {workers} workers on {len(set(a.nodes))} nodes of pool {a.pool}"
+        status: dict[str, Any] = {
+            "phase": ADMITTED,
+            "admittedTime": format_time(now),
+            "workers": workers,
+            "gpus": workers * job.gpus_per_worker,
+            "workerStates": states,
+            "estimatedStartTime": None,
+            "message": msg,
+        }
+        step = lifecycle.JobStep(status=status)
+        lifecycle.set_conditions(
+            job,
+            step,
+            lifecycle.condition("Queued", False, "Admitted", msg, now, job),
+            lifecycle.condition("Admitted", True, "CapacityFound", msg, now, job),
+            lifecycle.condition("Schedulable", True, "Admitted", msg, now, job),
+        )
+        try:
+            self._patch_job_status(job, step.status)
+            # The workers find each other through the Service: it exists before they do.
+            self.kube.create_or_get(core_path("services", job.namespace), gang.render_service(job))
+        except ApiError as err:
+            log.warning("DLJob %s: admission not written: %s", job.job_id, err)
+            return
+        self.events.record(job.obj, NORMAL, "Admitted", msg)
+        admitted = replace(job, status={**job.status, **status})
+        self._create_workers(admitted, list(range(workers)), dict(enumerate(a.nodes)), view)
+
+    def _create_workers(
+        self, job: JobView, indexes: Sequence[int], nodes: Mapping[int, str], view: ClusterView
+    ) -> None:
+        workers = job.admitted_workers
+        taints = self._pool_taints(view)
+        for i in indexes:
+            node = nodes.get(i)
+            if not node:
+                log.warning("DLJob %s: worker %d has no node assigned", job.job_id, i)
+                continue
+            pool = view.node_pool.get(node, "")
+            pod = gang.render_worker(
+                job, i, workers=workers, node=node, pool=pool, pool_taints=taints.get(pool, ())
+            )
+            try:
+                self.kube.create_or_get(core_path("pods", job.namespace), pod)
+            except ApiError as err:
+                if err.status in (400, 422):
+                    self._reject(
+                        job, f"worker pod {pod['metadata']['name']} was rejected: {err.message}"
+                    )
+                    return
+                raise
+
+    def _reject(self, job: JobView, message: str) -> None:
+        now = self.clock()
+        step = lifecycle.JobStep()
+        step.status.update(phase="Failed", completionTime=format_time(now), message=message)
+        lifecycle.set_conditions(
+            job, step, lifecycle.condition("Failed", True, "InvalidTemplate", message, now, job)
+        )
+        self._patch_job_status(job, step.status)
+        self.events.record(job.obj, WARNING, "InvalidTemplate", message)
+
+    def _pool_taints(self, view: ClusterView) -> dict[str, tuple[str, ...]]:
+        return {p.name: p.spec.taints for p in view.pools}
+
+    def _patch_job_status(self, job: JobView, status: Mapping[str, Any]) -> None:
+        body = {"status": {**status, "observedGeneration": job.generation}}
+        self.kube.merge_patch(custom_path(DLJOBS, job.namespace, job.name, "status"), body)
+
+    def _note_waiting(
+        self, waiting: Sequence[JobView], plan: Plan, pools: Sequence[PoolState], now: float
+    ) -> list[Future[Any]]:
+        """Conditions and Events for gangs still queued: why they wait, when they may start."""
+        notes = {n.job_id: n for n in plan.notes}
+        ups = {jid: up for up in plan.scale_ups for jid in up.job_ids}
+        by_name = {p.name: p for p in pools}
+        futures: list[Future[Any]] = []
+        for job in waiting:
+            if job.status.get("phase") != QUEUED:
+                continue  # its first status is being written this pass
+            note = notes.get(job.job_id)
+            up = ups.get(job.job_id)
+            estimate: float | None = None
+            event: tuple[str, str, str] | None = None
+            if note is not None and note.unschedulable:
+                cond = ("Schedulable", False, "NoFittingPool", note.reason)
+                event = (WARNING, "Unschedulable", note.reason)
+            elif note is not None:
+                cond = ("Schedulable", True, "WaitingForCapacity", note.reason)
+                event = (NORMAL, "WaitingForCapacity", note.reason)
+            elif up is not None:
+                message = f"pool {up.pool}: {up.from_nodes} -> {up.to_nodes} nodes"
+                cond = ("Schedulable", True, "ScaleUpRequested", message)
+                event = (NORMAL, "TriggeredScaleUp", message)
+                estimate = now + by_name[up.pool].spec.provisioning_delay_s
+            else:
+                cond = (
+                    "Schedulable",
+                    True,
+                    "WaitingForNodes",
+                    "fits on nodes already being provisioned or freed",
+                )
+                estimate = _in_flight_ready(job, pools, now)
+            old = job.condition("Schedulable")
+            same = old is not None and (
+                old.get("status"),
+                old.get("reason"),
+                old.get("message"),
+            ) == (
+                "True" if cond[1] else "False",
+                cond[2],
+                cond[3],
+            )
+            old_estimate = parse_time(job.status.get("estimatedStartTime"))
+            estimate_changed = estimate is not None and (
+                old_estimate is None or abs(old_estimate - estimate) > 60
+            )
+            if same and not estimate_changed:
+                continue
+            step = lifecycle.JobStep()
+            if not same:
+                lifecycle.set_conditions(job, step, lifecycle.condition(*cond, now, job))
+                step.status["message"] = cond[3]
+                if event is not None:
+                    step.event(*event)
+            if estimate_changed and estimate is not None:
+                step.status["estimatedStartTime"] = format_time(estimate)
+            futures.append(self.io.submit(self._job_step, job, step, ClusterView((), {}, {}, {})))
+        return futures
+
+    # --- pools ----------------------------------------------------------------------------
+
+    def _scale_up(self, plan: Plan, view: ClusterView) -> list[tuple[Future[Any], str, str]]:
+        calls: list[tuple[Future[Any], str, str]] = []
+        for up in plan.scale_ups:
+            rt = self.pools.pools.get(up.pool)
+            desc = rt.description if rt else None
+            if rt is None or desc is None:
+                continue
+            # Relative to the cloud's own target: draining and stuck nodes it still counts
+            # must not be given up by setting an absolute number.
+            target = min(desc.target_size + up.added_nodes, desc.max_size)
+            if target <= desc.target_size:
+                continue
+
+            def grow(provider: Any, size: int = target) -> None:
+                provider.set_target_size(size)
+
+            fut = self.pools.submit(up.pool, "scale-up", grow, asked_target=target)
+            if fut is None:
+                continue
+            what = f"{up.from_nodes} -> {up.to_nodes} nodes (target {target}): {up.reason}"
+            calls.append((fut, up.pool, what))
+        return calls
+
+    def _repair_stuck(self, view: ClusterView) -> list[tuple[Future[Any], str, str]]:
+        """Give back nodes that never became ready (the pool is already backed off)."""
+        calls: list[tuple[Future[Any], str, str]] = []
+        for name, obs in view.observations.items():
+            if not obs.stuck:
+                continue
+            rt = self.pools.pools.get(name)
+            if rt is None or rt.description is None:
+                continue
+            pids = list(obs.stuck_provider_ids)
+            lower_to = rt.description.target_size - obs.stuck_unlisted
+
+            def repair(
+                provider: Any,
+                pids: list[str] = pids,
+                lower_to: int = lower_to,
+                unlisted: int = obs.stuck_unlisted,
+            ) -> None:
+                if pids:
+                    provider.delete_instances(pids)
+                if unlisted:
+                    provider.set_target_size(max(0, lower_to - len(pids)))
+
+            fut = self.pools.submit(name, "repair", repair)
+            if fut is None:
+                continue
+            message = (
+                f"{obs.stuck} nodes not ready after {self.settings.max_provisioning_s:.0f} s: "
+                "giving them back and preferring other pools for a while"
+            )
+            self.events.record(rt.obj, WARNING, "ProvisioningTimeout", message)
+            calls.append((fut, name, "give back stuck nodes"))
+        return calls
+
+    def _remove(self, plan: Plan, view: ClusterView, now: float) -> list[Future[Any]]:
+        futures = []
+        for removal in plan.removals:
+            rt = self.pools.pools.get(removal.pool)
+            if rt is None:
+                continue
+
+            def start(removal: Any = removal, obj: Any = rt.obj) -> None:
+                why_not = drain.start(self.kube, removal.node, now)
+                if why_not:
+                    log.info("not removing %s: %s", removal.node, why_not)
+                    return
+                self.events.record(
+                    obj, NORMAL, "ScaleDown", f"draining {removal.node}: {removal.reason}"
+                )
+
+            futures.append(self.io.submit(start))
+        return futures
+
+    def _continue_drains(
+        self, nodes: Sequence[NodeView], view: ClusterView, now: float
+    ) -> list[tuple[Future[Any], str, str]]:
+        ready_to_delete: dict[str, list[str]] = defaultdict(list)
+        for node in nodes:
+            pool = view.node_pool.get(node.name)
+            if node.draining_since_s is None or pool is None or node.deleting:
+                continue
+            rt = self.pools.pools.get(pool)
+            if rt is None:
+                continue
+            try:
+                if now - node.draining_since_s > self.settings.max_drain_s:
+                    drain.stop(self.kube, node.name)
+                    self.events.record(
+                        rt.obj,
+                        WARNING,
+                        "DrainTimeout",
+                        f"gave up draining {node.name} after "
+                        f"{self.settings.max_drain_s:.0f} s; uncordoned",
+                    )
+                    continue
+                progress = drain.progress(self.kube, node.name)
+            except ApiError as err:
+                log.warning("draining %s: %s", node.name, err)
+                continue
+            if progress.aborted:
+                self.events.record(
+                    rt.obj, NORMAL, "ScaleDownCancelled", f"{node.name}: {progress.message}"
+                )
+            elif progress.done and node.provider_id:
+                ready_to_delete[pool].append(node.provider_id)
+            elif not progress.done and progress.message:
+                log.info("draining %s: %s", node.name, progress.message)
+        calls: list[tuple[Future[Any], str, str]] = []
+        for pool, pids in ready_to_delete.items():
+
+            def remove(provider: Any, pids: list[str] = pids) -> None:
+                provider.delete_instances(pids)
+
+            fut = self.pools.submit(pool, "scale-down", remove)
+            if fut is not None:
+                calls.append((fut, pool, f"deleted {len(pids)} drained nodes"))
+        return calls
+
+    def _settle(self, calls: Sequence[tuple[Future[Any], str, str]]) -> bool:
+        """Wait (bounded) for this pass's provider calls; Events for their outcome. True if
+        one failed (the pool is backed off: look again at once, for another pool)."""
+        if not calls:
+            return False
+        wait_futures([c[0] for c in calls], timeout=self.settings.call_timeout_s)
+        failed = False
+        for fut, pool, what in calls:
+            rt = self.pools.pools.get(pool)
+            if rt is None:
+                continue
+            if not fut.done():
+                self.events.record(
+                    rt.obj, WARNING, "ProviderSlow", f"{what}: no answer from the provider yet"
+                )
+                continue
+            err = fut.exception()
+            if err is None:
+                reason = "ScaledUp" if "->" in what else "Scaled"
+                self.events.record(rt.obj, NORMAL, reason, what)
+            else:
+                failed = True
+                self.events.record(rt.obj, WARNING, "ScaleFailed", f"{what}: {err}")
+        return failed
+
+    def _write_pool_status(self, view: ClusterView, now: float) -> None:
+        futures = []
+        for name, rt in self.pools.pools.items():
+            obs = view.observations.get(name)
+            status: dict[str, Any] = {
+                "lastError": rt.last_error or None,
+                "observedGeneration": int(rt.obj.get("metadata", {}).get("generation") or 0),
+            }
+            if obs is not None:
+                target = obs.target
+                if rt.is_busy and rt.asked_target is not None:
+                    target = max(target or 0, rt.asked_target)
+                status.update(
+                    target=target or 0,
+                    ready=obs.ready,
+                    inFlight=obs.in_flight,
+                    draining=obs.draining,
+                )
+            if rt.last_scale_s is not None:
+                status["lastScaleTime"] = format_time(rt.last_scale_s)
+            available = rt.available(now) and not rt.config_error
+            old_status = rt.obj.get("status") or {}
+            old = next(
+                (c for c in old_status.get("conditions") or [] if c.get("type") == "Available"),
+                None,
+            )
+            value = "True" if available else "False"
+            reason = "Ready" if available else ("InvalidConfig" if rt.config_error else "BackedOff")
+            message = "" if available else rt.backoff_reason or rt.last_error
+            since = now
+            if old is not None and old.get("status") == value:
+                since = parse_time(old.get("lastTransitionTime")) or now
+            status["conditions"] = [
+                {
+                    "type": "Available",
+                    "status": value,
+                    "reason": reason,
+                    "message": message[:32000],
+                    "lastTransitionTime": format_time(since),
+                }
+            ]
+            if _unchanged(old_status, status):
+                continue
+            path = custom_path(NODEPOOLS, name=name, sub="status")
+            futures.append(self.io.submit(self.kube.merge_patch, path, {"status": status}))
+        for fut in futures:
+            try:
+                fut.result()
+            except ApiError as err:
+                log.warning("NodePool status not written: %s", err)
+
+    # --- metrics --------------------------------------------------------------------------
+
+    def _record_metrics(
+        self,
+        view: ClusterView,
+        plan: Plan,
+        quantiles: Mapping[float, Sequence[float]],
+        waiting: Sequence[JobView],
+        jobs: Sequence[JobView],
+        steps: Mapping[str, lifecycle.JobStep],
+        demand: float,
+    ) -> None:
+        m = self.metrics
+        m.pending_gpus.clear()
+        by_type: dict[str, int] = defaultdict(int)
+        for job in waiting:
+            by_type[job.gpu_type or "any"] += job.gang().total_gpus
+        for gpu_type, gpus in by_type.items():
+            m.pending_gpus.labels(gpu_type).set(gpus)
+        m.pending_gangs.set(len(waiting))
+        m.demand.set(demand)
+        phases: dict[str, int] = defaultdict(int)
+        for job in jobs:
+            phases[str(steps[job.uid].status.get("phase", job.phase)) or QUEUED] += 1
+        m.jobs.clear()
+        for phase, count in phases.items():
+            m.jobs.labels(phase).set(count)
+        m.running_gangs.set(phases.get(ADMITTED, 0) + phases.get(RUNNING, 0))
+        now = self.clock()
+        for name, obs in view.observations.items():
+            m.pool_nodes.labels(name, "ready").set(obs.ready)
+            m.pool_nodes.labels(name, "in-flight").set(obs.in_flight)
+            m.pool_nodes.labels(name, "draining").set(obs.draining)
+            m.pool_target.labels(name).set(obs.target or 0)
+        for rt in self.pools.pools.values():
+            m.pool_available.labels(rt.name).set(1 if rt.available(now) else 0)
+        m.forget_pools(set(self.pools.pools))
+        m.forecast.clear()
+        for q, values in quantiles.items():
+            if values:
+                m.forecast.labels(f"{q:g}").set(values[0])
+        m.decisions.labels(plan.policy or self.config.policy, str(plan.fell_back).lower()).inc()
+        for up in plan.scale_ups:
+            m.actions.labels("scale-up", up.pool).inc()
+        for r in plan.removals:
+            m.actions.labels("remove", r.pool).inc()
+        for note in plan.notes:
+            m.actions.labels("unschedulable" if note.unschedulable else "waiting", "").inc()
+
+
+def _in_flight_ready(job: JobView, pools: Sequence[PoolState], now: float) -> float | None:
+    gang_ = job.gang()
+    times = [
+        n.expected_ready_s
+        for p in pools
+        if p.spec.accepts(gang_)
+        for n in p.nodes
+        if n.phase is NodePhase.IN_FLIGHT and n.expected_ready_s is not None
+    ]
+    return max(now, min(times)) if times else None
+
+
+def _unchanged(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    for key, value in new.items():
+        if value is None:
+            if old.get(key) is not None:
+                return False
+        elif old.get(key) != value:
+            return False
+    return True
