@@ -80,8 +80,10 @@ def find_bin_dir(environ: Mapping[str, str] | None = None) -> Path:
         if not script.exists():
             raise DevClusterError(f"DLSCALER_BIN_DIR is not set and {script} is missing")
         out = subprocess.run(
-            ["bash", str(script), "bin-dir"], capture_output=True, text=True, check=True
+            ["bash", str(script), "bin-dir"], capture_output=True, text=True, check=False
         )
+        if out.returncode != 0:
+            raise DevClusterError(f"{script} bin-dir failed: {out.stderr.strip()}")
         bin_dir = Path(out.stdout.strip())
     missing = [b for b in BINARIES if not os.access(bin_dir / b, os.X_OK)]
     if missing:
@@ -125,7 +127,7 @@ def _pid_runs(pid: int, binary: str) -> bool:
         exe = os.readlink(f"/proc/{pid}/exe")
     except OSError:
         return False
-    return exe.removesuffix(" (deleted)") == binary
+    return exe.removesuffix(" (deleted)") == os.path.realpath(binary)
 
 
 @dataclass
@@ -190,10 +192,8 @@ class DevCluster:
         self.log_dir.mkdir(exist_ok=True)
         deadline = time.monotonic() + timeout_s
         pki = create_pki(self.workdir / "pki")
-        for name in ("etcd-client", "etcd-peer", "kube-apiserver", "kube-scheduler"):
+        for name in ("etcd-client", "etcd-peer", *COMPONENTS[1:]):
             self.ports[name] = free_port()
-        self.ports["kube-controller-manager"] = free_port()
-        self.ports["kwok"] = free_port()
         self._write_kubeconfigs(pki)
         try:
             self._launch("etcd", self._etcd_argv())
@@ -280,7 +280,10 @@ class DevCluster:
     ) -> subprocess.CompletedProcess[str]:
         """Run kubectl as the cluster admin; with ``check`` a failure raises
         :class:`KubectlError` carrying kubectl's stderr."""
-        argv = [str(self.bin("kubectl")), f"--kubeconfig={self.kubeconfig}", *args]
+        # A discovery cache per cluster: ports get reused, and a cache from an earlier
+        # cluster on the same port would hide this one's CRDs.
+        cache = f"--cache-dir={self.workdir / 'kubectl-cache'}"
+        argv = [str(self.bin("kubectl")), f"--kubeconfig={self.kubeconfig}", cache, *args]
         proc = subprocess.run(
             argv, input=input, capture_output=True, text=True, timeout=timeout_s, check=False
         )
@@ -418,6 +421,8 @@ class DevCluster:
 
     def _write_kubeconfigs(self, pki: Pki) -> None:
         for client, pair in pki.clients.items():
+            if client == "front-proxy-client":
+                continue
             path = self.kubeconfig if client == "admin" else self.workdir / f"{client}.kubeconfig"
             path.write_text(
                 json.dumps(_kubeconfig(self.server, pki.ca.cert, pair.cert, pair.key, client))
@@ -457,7 +462,15 @@ class DevCluster:
             f"--service-account-signing-key-file={pki.service_account_key}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--allow-privileged=true",
-            "--enable-priority-and-fairness=false",  # one client at a time: no queuing needed
+            # The front proxy, as kubeadm configures it: aggregated API servers (and the
+            # scheduler's and controller-manager's delegated authentication) trust it.
+            f"--requestheader-client-ca-file={pki.ca.cert}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki.clients['front-proxy-client'].cert}",
+            f"--proxy-client-key-file={pki.clients['front-proxy-client'].key}",
             "--profiling=false",
             "--v=1",
         ]

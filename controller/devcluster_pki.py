@@ -49,6 +49,7 @@ CLIENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "kube-scheduler": ("system:kube-scheduler", ()),
     "kube-controller-manager": ("system:kube-controller-manager", ()),
     "kwok": ("kwok-controller", ("system:masters",)),
+    "front-proxy-client": ("front-proxy-client", ()),
 }
 
 

@@ -360,7 +360,7 @@ def dljob(template: Schema) -> Schema:
                 ),
                 "framework",
             ),
-            "template": immutable(template, "template"),
+            "template": template,
             "workers": immutable(integer(workers_desc, minimum=1, maximum=MAX_WORKERS), "workers"),
             "minWorkers": integer(
                 "Elastic jobs: start once this many workers fit.", minimum=1, maximum=MAX_WORKERS
@@ -458,6 +458,13 @@ def dljob(template: Schema) -> Schema:
             "!has(self.minWorkers) || !has(self.maxWorkers) || self.minWorkers <= self.maxWorkers",
             "minWorkers must be less than or equal to maxWorkers",
             ".minWorkers",
+        ),
+        rule(
+            # As in batch/v1 Job: a queue manager (Kueue) may adjust a held job's pods
+            # (node selectors, tolerations) before admitting it, nobody may after.
+            "oldSelf.suspend || self.template == oldSelf.template",
+            "template is immutable unless the job is suspended (spec.suspend: true)",
+            ".template",
         ),
         rule(
             "has(self.workers) == has(oldSelf.workers)",

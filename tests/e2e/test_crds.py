@@ -299,6 +299,19 @@ def test_changing_an_immutable_field_is_rejected(
         kube_cluster.kubectl("delete", _plural(manifest), name, "-n", kube_namespace, check=False)
 
 
+def test_template_of_a_suspended_job_can_change(
+    kube_cluster: DevCluster, kube_namespace: str
+) -> None:
+    job = changed(JOB, metadata__name="held", spec__suspend=True)
+    kube_cluster.kubectl("create", "-n", kube_namespace, "-f", "-", input=json.dumps(job))
+    patch = {"spec": {"template": {"spec": {"nodeSelector": {"zone": "b"}}}}}
+    kube_cluster.kubectl(
+        "patch", "dljob", "held", "-n", kube_namespace, "--type=merge", "-p", json.dumps(patch)
+    )
+    stored = kube_cluster.get_json("dljob", "held", "-n", kube_namespace)["spec"]["template"]
+    assert stored["spec"]["nodeSelector"] == {"zone": "b"}
+
+
 def test_mutable_fields_can_change(kube_cluster: DevCluster, kube_namespace: str) -> None:
     job = _unique(ELASTIC_JOB, "mutable")
     kube_cluster.kubectl("create", "-n", kube_namespace, "-f", "-", input=json.dumps(job))
