@@ -171,6 +171,27 @@ class ScaleSetProvider:
             instances=self._instances(self._vms()),
         )
 
+    def _run(self, operation: str, begin: Any, *, permission: str) -> None:
+        """Start a long-running operation and wait for it, retried. A failed status poll
+        resumes polling (from the poller's continuation token) instead of sending the
+        request again; an operation that itself failed is started anew."""
+        token: str | None = None
+
+        def attempt() -> None:
+            nonlocal token
+            poller = self._call.once(operation, lambda: begin(token), permission=permission)
+            token = poller.continuation_token()
+            try:
+                self._call.once(
+                    operation, lambda: self._wait(poller, operation), permission=permission
+                )
+            except ProviderError as err:
+                if _operation_failed(err):
+                    token = None
+                raise
+
+        self._call.retrier.call(attempt)
+
     def _wait(self, poller: Any, operation: str) -> None:
         poller.result(timeout=self._settings.operation_timeout_s)
         if not poller.done():
@@ -195,25 +216,19 @@ class ScaleSetProvider:
             sku=Sku(name=scale_set.sku.name, tier=scale_set.sku.tier, capacity=size)
         )
 
-        def scale() -> None:
-            poller = self._call.once(
-                "update",
-                lambda: self._compute.virtual_machine_scale_sets.begin_update(
-                    self._rg,
-                    self._name,
-                    update,
-                    polling_interval=self._poll_interval_s,
-                    **self._timeouts,
-                ),
-                permission=WRITE,
-            )
-            self._call.once(
-                "update", lambda: self._wait(poller, "capacity update"), permission=WRITE
+        def begin(token: str | None) -> Any:
+            return self._compute.virtual_machine_scale_sets.begin_update(
+                self._rg,
+                self._name,
+                update,
+                continuation_token=token,
+                polling_interval=self._poll_interval_s,
+                **self._timeouts,
             )
 
         try:
             # Capacity is absolute, so an update that failed is simply sent again.
-            self._call.retrier.call(scale)
+            self._run("update", begin, permission=WRITE)
         except (CapacityError, QuotaError) as error:
             if size > current:
                 self._remove_failed(error)
@@ -251,20 +266,16 @@ class ScaleSetProvider:
             ids = VirtualMachineScaleSetVMInstanceRequiredIDs(
                 instance_ids=[self.instance_id(pid) for pid in batch]
             )
-            poller = self._call.once(
+            self._run(
                 "deleteInstances",
-                lambda: self._compute.virtual_machine_scale_sets.begin_delete_instances(
+                lambda token: self._compute.virtual_machine_scale_sets.begin_delete_instances(
                     self._rg,
                     self._name,
                     ids,
+                    continuation_token=token,
                     polling_interval=self._poll_interval_s,
                     **self._timeouts,
                 ),
-                permission=DELETE_VMS,
-            )
-            self._call.once(
-                "deleteInstances",
-                lambda: self._wait(poller, "instance delete"),
                 permission=DELETE_VMS,
             )
 
@@ -292,6 +303,18 @@ class ScaleSetProvider:
                 extra_taints=taints,
             )
         return self._template
+
+
+def _operation_failed(err: BaseException) -> bool:
+    """Whether the operation itself failed (as opposed to a request polling it)."""
+    from azure.core.polling.base_polling import OperationFailed
+
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, OperationFailed):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def from_pool(

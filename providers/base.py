@@ -111,8 +111,8 @@ def delete_until_gone(
     deletes them in batches (``batch_size`` 0: all in one call). ``list_instances`` and
     ``delete`` are single attempts that raise :class:`ProviderError`. A round that fails with
     a retryable error is followed by a backoff and a new round; the loop gives up after
-    ``retrier.policy.max_attempts`` rounds that made no progress. Not-found means the
-    instance is already gone, which is what was asked.
+    ``retrier.policy.max_attempts`` rounds that made no progress. Not-found means an
+    instance is already gone, which is what was asked; the next round checks the rest.
     """
     wanted = list(dict.fromkeys(provider_ids))
     if not wanted:
@@ -123,6 +123,9 @@ def delete_until_gone(
     while True:
         retrier.stats.record(attempts=1)
         error: ProviderError | None = None
+        # A batch refused as not-found (one of its instances is gone, and some clouds then
+        # refuse the whole batch) says nothing about the others: look again.
+        recheck = False
         try:
             present = list_instances()
             remaining = [
@@ -140,12 +143,12 @@ def delete_until_gone(
                 try:
                     delete(batch)
                 except NotFoundError:
-                    continue
+                    recheck = True
                 except ProviderError as err:
                     if not err.kind.retryable:
                         raise
                     error = err
-            if error is None:
+            if error is None and not recheck:
                 return
         except ProviderError as err:
             if not err.kind.retryable:
@@ -154,13 +157,16 @@ def delete_until_gone(
         stalled_rounds = 0 if progressed else stalled_rounds + 1
         if stalled_rounds >= retrier.policy.max_attempts:
             retrier.stats.record(gave_up=1)
+            why = error.message if error else "the cloud says they are gone but still lists them"
             raise TransientError(
                 f"could not delete {remaining_before or len(wanted)} of {len(wanted)} "
-                f"instances after {stalled_rounds} rounds without progress: {error.message}",
+                f"instances after {stalled_rounds} rounds without progress: {why}",
                 pool=pool,
                 operation="delete_instances",
-                code=error.code,
+                code=error.code if error else "",
             ) from error
+        if error is None:
+            continue
         delay = retrier.backoff_s(stalled_rounds + 1, error)
         retrier.stats.record_retry(error.kind.value, delay)
         retrier.sleep(delay)

@@ -151,6 +151,18 @@ class FakeCloud:
             )
         return FakeProvider(self, group, retrier=retrier)
 
+    def snapshot(self, group: str) -> GroupDescription:
+        """The group as it is, without going through the (counted, faulty) cloud API."""
+        with self._lock:
+            g = self._group(group)
+            return GroupDescription(
+                group_id=group,
+                min_size=g.min_size,
+                max_size=g.max_size,
+                target_size=g.target,
+                instances=tuple(g.instances[k] for k in sorted(g.instances)),
+            )
+
     def instance_ids(self, group: str) -> list[str]:
         with self._lock:
             return sorted(self._group(group).instances)

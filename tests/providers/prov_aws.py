@@ -328,13 +328,13 @@ class AwsHarness:
         self.cloud = cloud
         self.pool = contract_pool("aws", region=REGION)
 
-    def group(self, *, target: int = 0) -> NodePoolProvider:
+    def group(self, *, target: int = 0, retrier: Retrier | None = None) -> NodePoolProvider:
         name = unique_name("asg")
         self.cloud.create_asg(
             name, min_size=self.pool.min_nodes, max_size=self.pool.max_nodes, desired=target
         )
         return self.cloud.provider(
-            self.pool.model_copy(update={"group_id": name}), retrier=test_retrier()
+            self.pool.model_copy(update={"group_id": name}), retrier=retrier or test_retrier()
         )
 
     def missing_group(self) -> NodePoolProvider:
@@ -350,3 +350,16 @@ class AwsHarness:
 
     def settle(self, provider: NodePoolProvider) -> None:
         """moto launches and terminates synchronously."""
+
+
+def aws_truth(harness: AwsHarness, provider: NodePoolProvider) -> tuple[int, list[str]]:
+    """Desired capacity and live instances, read from moto directly (no faults)."""
+    group = harness.cloud.admin["autoscaling"].describe_auto_scaling_groups(  # type: ignore[attr-defined]
+        AutoScalingGroupNames=[provider.group_id]
+    )["AutoScalingGroups"][0]
+    live = [
+        f"aws:///{i['AvailabilityZone']}/{i['InstanceId']}"
+        for i in group["Instances"]
+        if not i["LifecycleState"].startswith(("Terminat", "Detach"))
+    ]
+    return int(group["DesiredCapacity"]), sorted(live)

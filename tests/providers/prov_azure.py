@@ -371,11 +371,11 @@ class AzureHarness:
             },
         )
 
-    def group(self, *, target: int = 0) -> NodePoolProvider:
+    def group(self, *, target: int = 0, retrier: Retrier | None = None) -> NodePoolProvider:
         name = unique_name("vmss")
         self.cloud.fake.create(name, capacity=target)
         return self.cloud.provider(
-            self.pool.model_copy(update={"group_id": name}), retrier=test_retrier()
+            self.pool.model_copy(update={"group_id": name}), retrier=retrier or test_retrier()
         )
 
     def missing_group(self) -> NodePoolProvider:
@@ -391,3 +391,17 @@ class AzureHarness:
 
     def settle(self, provider: NodePoolProvider) -> None:
         self.cloud.fake.settle()
+
+
+def azure_truth(harness: AzureHarness, provider: NodePoolProvider) -> tuple[int, list[str]]:
+    """Capacity and live VMs, read from the fake's state (no faults)."""
+    fake = harness.cloud.fake
+    with fake._lock:
+        ss = fake.scale_sets[provider.group_id.lower()]
+        live = [
+            f"azure:///subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP.lower()}"
+            f"/providers/Microsoft.Compute/virtualMachineScaleSets/{ss.name}"
+            f"/virtualMachines/{vm.instance_id}"
+            for vm in ss.live()
+        ]
+        return ss.capacity, sorted(live)

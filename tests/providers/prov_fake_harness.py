@@ -9,7 +9,7 @@ from dlscaler.pool import NodePoolProvider, PermissionDeniedError, QuotaError
 from providers import build_provider
 from providers.contract import Fault, Target
 from providers.fake import FakeCloud
-from providers.retry import RetryStats
+from providers.retry import Retrier, RetryStats
 
 _OPERATIONS = {"read": "describe", "scale": "set_target", "delete": "delete", "any": "*"}
 
@@ -34,12 +34,12 @@ class FakeHarness:
         self.pool: PoolModel = contract_pool("fake", instanceType="fake-8xa100")
         self.cloud = FakeCloud(seed=7)
 
-    def group(self, *, target: int = 0) -> NodePoolProvider:
+    def group(self, *, target: int = 0, retrier: Retrier | None = None) -> NodePoolProvider:
         name = unique_name("fake")
         provider = build_provider(
             self.pool.model_copy(update={"group_id": name}),
             cloud=self.cloud,
-            retrier=test_retrier(),
+            retrier=retrier or test_retrier(),
         )
         if target:
             self.cloud.set_target(name, target)
@@ -68,3 +68,8 @@ class FakeHarness:
 
     def settle(self, provider: NodePoolProvider) -> None:
         self.cloud.boot()
+
+
+def fake_truth(harness: FakeHarness, provider: NodePoolProvider) -> tuple[int, list[str]]:
+    snap = harness.cloud.snapshot(provider.group_id)
+    return snap.target_size, sorted(i.provider_id for i in snap.instances)

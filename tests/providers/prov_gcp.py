@@ -392,11 +392,11 @@ class GcpHarness:
             **where,
         )
 
-    def group(self, *, target: int = 0) -> NodePoolProvider:
+    def group(self, *, target: int = 0, retrier: Retrier | None = None) -> NodePoolProvider:
         name = unique_name("mig")
         self.cloud.fake.create(name, region=self.regional, target=target)
         return self.cloud.provider(
-            self.pool.model_copy(update={"group_id": name}), retrier=test_retrier()
+            self.pool.model_copy(update={"group_id": name}), retrier=retrier or test_retrier()
         )
 
     def missing_group(self) -> NodePoolProvider:
@@ -412,3 +412,12 @@ class GcpHarness:
 
     def settle(self, provider: NodePoolProvider) -> None:
         self.cloud.fake.settle()
+
+
+def gcp_truth(harness: GcpHarness, provider: NodePoolProvider) -> tuple[int, list[str]]:
+    """Target size and live instances, read from the fake's state (no faults)."""
+    fake = harness.cloud.fake
+    with fake._lock:
+        mig = next(m for m in fake.migs.values() if m.name == provider.group_id)
+        live = [f"gce://{mig.project}/{vm.zone}/{vm.name}" for vm in mig.live()]
+        return mig.target, sorted(live)
