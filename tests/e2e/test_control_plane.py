@@ -8,6 +8,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -126,7 +127,8 @@ def test_dev_cluster_cli_up_kubeconfig_down(tmp_path: Path) -> None:
             timeout=180,
         )
 
-    up = run("up", "--gpu-nodes=1")
+    up = run("up", "--gpu-nodes=1", "--node-ready-delay=4")
+    nodes_created = time.monotonic()
     try:
         assert "export KUBECONFIG=" in up.stdout
         kubeconfig = run("kubeconfig").stdout.strip()
@@ -143,11 +145,20 @@ def test_dev_cluster_cli_up_kubeconfig_down(tmp_path: Path) -> None:
             [*kubectl, "get", "nodes", "-o", "name"], capture_output=True, text=True, check=True
         )
         assert nodes.stdout.split() == ["node/kwok-gpu-0"]
+        # The cluster-wide ready delay holds the node NotReady for its first 4 seconds.
+        cluster = DevCluster.attach(workdir)
+        ready = cluster.get_json("node", "kwok-gpu-0")["status"].get("conditions", [])
+        if time.monotonic() - nodes_created < 3:
+            assert not any(c["type"] == "Ready" and c["status"] == "True" for c in ready)
+        cluster.wait_node_schedulable("kwok-gpu-0", timeout_s=30)
+        assert time.monotonic() - nodes_created >= 3
+        gpus = cluster.get_json("node", "kwok-gpu-0")["status"]["allocatable"]["nvidia.com/gpu"]
+        assert gpus == "8"
         # A second `up` on the same directory refuses rather than orphaning the first.
         again = run("up", check=False)
         assert again.returncode != 0
         assert "already runs" in again.stderr
-        pids = [c.pid for c in DevCluster.attach(workdir).procs.values()]
+        pids = [c.pid for c in cluster.procs.values()]
     finally:
         down = run("down", check=False)
     assert down.returncode == 0, down.stderr
