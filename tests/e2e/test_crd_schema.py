@@ -9,6 +9,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+import providers.settings
 from dlscaler.config import PoolModel, parse_pools
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,8 +42,7 @@ def test_nodepool_required_fields_match_the_pool_model() -> None:
 
 @pytest.mark.parametrize("cloud", ["aws", "gcp", "azure", "kwok"])
 def test_per_cloud_settings_match_the_adapter_settings(cloud: str) -> None:
-    settings = pytest.importorskip("providers.settings")
-    model = getattr(settings, f"{cloud.capitalize()}Settings")
+    model = getattr(providers.settings, f"{cloud.capitalize()}Settings")
     assert set(spec_schema("nodepools")["properties"][cloud]["properties"]) == aliases(model)
 
 
