@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -50,6 +51,10 @@ STATE_FILE = "cluster.json"
 
 class DevClusterError(RuntimeError):
     """The control plane could not be found, started or used; the message says why."""
+
+
+class _PortTakenError(DevClusterError):
+    pass
 
 
 class KubectlError(DevClusterError):
@@ -182,6 +187,7 @@ class DevCluster:
                 cluster.stop()
 
     def start(self, timeout_s: float = 90.0) -> None:
+        """Start the components in order, each once the one before is ready."""
         unknown = set(self.components) - set(COMPONENTS)
         if unknown or "kube-apiserver" not in self.components:
             raise DevClusterError(
@@ -190,35 +196,40 @@ class DevCluster:
             )
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
-        deadline = time.monotonic() + timeout_s
         pki = create_pki(self.workdir / "pki")
+        # A free port can be taken by someone else before the component binds it (other
+        # tests start servers too): then start over once, on new ports and a fresh etcd.
+        for attempt in (1, 2):
+            try:
+                self._start_once(pki, time.monotonic() + timeout_s)
+            except _PortTakenError:
+                self.stop()
+                shutil.rmtree(self.workdir / "etcd", ignore_errors=True)
+                if attempt == 2:
+                    raise
+            except BaseException:
+                self.stop()
+                raise
+            else:
+                self._save_state()
+                return
+
+    def _start_once(self, pki: Pki, deadline: float) -> None:
         for name in ("etcd-client", "etcd-peer", *COMPONENTS[1:]):
             self.ports[name] = free_port()
         self._write_kubeconfigs(pki)
-        try:
-            self._launch("etcd", self._etcd_argv())
-            self._wait_http(
-                "etcd", f"http://127.0.0.1:{self.ports['etcd-client']}/health", deadline
-            )
-            self._launch("kube-apiserver", self._apiserver_argv(pki))
-            self._wait_http("kube-apiserver", f"{self.server}/readyz", deadline, pki)
-            later = [
-                c
-                for c in ("kube-scheduler", "kube-controller-manager", "kwok")
-                if c in self.components
-            ]
-            for name in later:
-                self._launch(name, self._argv(name, pki))
-            for name in later:
-                scheme = "http" if name == "kwok" else "https"
-                url = f"{scheme}://127.0.0.1:{self.ports[name]}/healthz"
-                self._wait_http(name, url, deadline)
-            if "kube-controller-manager" in self.components:
-                self._wait_default_service_account(deadline)
-        except BaseException:
-            self.stop()
-            raise
-        self._save_state()
+        self._launch("etcd", self._etcd_argv())
+        self._wait_http("etcd", f"http://127.0.0.1:{self.ports['etcd-client']}/health", deadline)
+        self._launch("kube-apiserver", self._apiserver_argv(pki))
+        self._wait_http("kube-apiserver", f"{self.server}/readyz", deadline, pki)
+        later = [c for c in COMPONENTS[2:] if c in self.components]
+        for name in later:
+            self._launch(name, self._argv(name, pki))
+        for name in later:
+            scheme = "http" if name == "kwok" else "https"
+            self._wait_http(name, f"{scheme}://127.0.0.1:{self.ports[name]}/healthz", deadline)
+        if "kube-controller-manager" in self.components:
+            self._wait_default_service_account(deadline)
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop every component (newest first), SIGTERM then SIGKILL."""
@@ -396,9 +407,10 @@ class DevCluster:
         while time.monotonic() < deadline:
             comp = self.procs[name]
             if not comp.alive():
-                raise DevClusterError(
-                    f"{name} exited during startup; its log ends:\n{self.logs_tail(40)}"
-                )
+                tail = self.logs_tail(40)
+                if "address already in use" in comp.log.read_text(errors="replace")[-20000:]:
+                    raise _PortTakenError(f"{name}: its port was taken; logs:\n{tail}")
+                raise DevClusterError(f"{name} exited during startup; its log ends:\n{tail}")
             try:
                 with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
                     if resp.status == 200:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from controller import devcluster
 from controller.devcluster import DevCluster, DevClusterError, find_bin_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -167,3 +169,31 @@ def test_dev_cluster_cli_up_kubeconfig_down(tmp_path: Path) -> None:
     gone = run("kubeconfig", check=False)
     assert gone.returncode != 0
     assert "dlscaler dev cluster up" in gone.stderr
+
+
+@pytest.mark.e2e
+def test_start_retries_when_a_chosen_port_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process grabs the port between free_port() and etcd binding it.
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    real_free_port = devcluster.free_port
+    handed_out: list[int] = []
+
+    def free_port() -> int:
+        handed_out.append(taken if not handed_out else real_free_port())
+        return handed_out[-1]
+
+    monkeypatch.setattr(devcluster, "free_port", free_port)
+    cluster = DevCluster(workdir=tmp_path, components=("etcd", "kube-apiserver"))
+    try:
+        cluster.start()
+        assert cluster.ports["etcd-client"] != taken
+        assert cluster.kubectl("get", "namespaces", "-o", "name").stdout.split()
+        assert "address already in use" in (tmp_path / "logs" / "etcd.log").read_text()
+    finally:
+        cluster.stop()
+        squatter.close()
