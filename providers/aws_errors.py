@@ -111,18 +111,34 @@ _INSTANCE_NOT_IN_GROUP = re.compile(
 )
 
 
+CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidClientTokenId",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "MissingAuthenticationToken",
+        "IncompleteSignature",
+        "AuthFailure",
+    }
+)
+"""Codes that mean the credentials themselves are wrong, not that a permission is missing."""
+
+
 def _permission_error(message: str, code: str, permission: str) -> PermissionDeniedError:
-    named = _NOT_AUTHORIZED.search(message)
-    needed = named.group(1) if named else permission
-    if code in {"InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException",
-                "UnrecognizedClientException", "SignatureDoesNotMatch", "InvalidAccessKeyId",
-                "MissingAuthenticationToken", "IncompleteSignature", "AuthFailure"}:  # fmt: skip
-        message = (
+    if code in CREDENTIAL_CODES:
+        return PermissionDeniedError(
             f"AWS rejected the credentials ({code}): {message}. dlscaler uses the default "
-            "credential chain (IRSA web identity, EKS Pod Identity, instance profile): "
-            "check the service account's role annotation or pod identity association"
+            "credential chain (IRSA web identity, EKS Pod Identity, instance profile): check "
+            "the service account's role annotation or pod identity association",
+            code=code,
         )
-    return PermissionDeniedError(message, code=code, permission=needed)
+    named = _NOT_AUTHORIZED.search(message)
+    return PermissionDeniedError(
+        message, code=code, permission=named.group(1) if named else permission
+    )
 
 
 def classify(code: str, message: str, status: int, permission: str) -> ProviderError:
@@ -158,7 +174,6 @@ def map_aws_error(exc: BaseException, permission: str) -> ProviderError | None:
             "account annotated with eks.amazonaws.com/role-arn) or an EKS Pod Identity "
             "association, or give the nodes an instance profile",
             code=type(exc).__name__,
-            permission=permission,
         )
     if isinstance(exc, bx.CredentialRetrievalError | bx.TokenRetrievalError):
         # The credential source exists but did not answer (STS, the pod identity agent).

@@ -60,15 +60,16 @@ def map_azure_error(exc: BaseException, permission: str) -> ProviderError | None
             "controller's service account (AZURE_CLIENT_ID, AZURE_TENANT_ID, "
             "AZURE_FEDERATED_TOKEN_FILE) or give the nodes a managed identity",
             code="CredentialUnavailableError",
-            permission=permission,
         )
     if isinstance(exc, ax.ClientAuthenticationError):
+        # DefaultAzureCredential lists every source it tried; the first line says enough.
+        first = (exc.message or str(exc)).strip().splitlines()[0]
         return PermissionDeniedError(
-            f"Azure rejected the credentials: {exc.message}. dlscaler uses "
-            "DefaultAzureCredential (workload identity: AZURE_CLIENT_ID, AZURE_TENANT_ID, "
-            "AZURE_FEDERATED_TOKEN_FILE; or a managed identity)",
+            f"Azure did not authenticate dlscaler ({first}). dlscaler uses "
+            "DefaultAzureCredential: on AKS enable workload identity for the controller's "
+            "service account (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE) "
+            "or give the nodes a managed identity",
             code="ClientAuthenticationError",
-            permission=permission,
         )
     if isinstance(exc, ax.HttpResponseError):
         status = int(exc.status_code or 0)

@@ -135,7 +135,7 @@ def delete_until_gone(
             ]
             if not remaining:
                 return
-            progressed = remaining_before is None or len(remaining) < remaining_before
+            progressed = remaining_before is not None and len(remaining) < remaining_before
             remaining_before = len(remaining)
             step = batch_size or len(remaining)
             for start in range(0, len(remaining), step):

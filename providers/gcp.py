@@ -378,6 +378,21 @@ class ManagedInstanceGroupProvider:
         return build_template(self._pool, extra_labels=extra)
 
 
+def _default_clients(zonal: bool, credentials: Any) -> tuple[Any, Any]:
+    from google.cloud import compute_v1
+
+    managers = (
+        compute_v1.InstanceGroupManagersClient
+        if zonal
+        else compute_v1.RegionInstanceGroupManagersClient
+    )
+    ops = compute_v1.ZoneOperationsClient if zonal else compute_v1.RegionOperationsClient
+    return (
+        managers(credentials=credentials, transport="rest"),
+        ops(credentials=credentials, transport="rest"),
+    )
+
+
 def from_pool(
     pool: PoolModel,
     *,
@@ -397,19 +412,15 @@ def from_pool(
         )
     location = _Location(settings.project, pool.zone, "" if pool.zone else pool.region)
     if instance_group_managers is None or operations is None:
-        from google.cloud import compute_v1
-
-        zonal = bool(pool.zone)
-        if instance_group_managers is None:
-            managers = (
-                compute_v1.InstanceGroupManagersClient
-                if zonal
-                else compute_v1.RegionInstanceGroupManagersClient
-            )
-            instance_group_managers = managers(credentials=credentials, transport="rest")
-        if operations is None:
-            ops = compute_v1.ZoneOperationsClient if zonal else compute_v1.RegionOperationsClient
-            operations = ops(credentials=credentials, transport="rest")
+        call = CloudCall(pool=pool.name, retrier=retrier, map_error=map_gcp_error)
+        # Building a client looks up Application Default Credentials: map a failure there.
+        managers, ops = call.once(
+            "configure",
+            lambda: _default_clients(bool(pool.zone), credentials),
+            permission="compute.instanceGroupManagers.get",
+        )
+        instance_group_managers = instance_group_managers or managers
+        operations = operations or ops
     return ManagedInstanceGroupProvider(
         pool,
         name,

@@ -95,13 +95,11 @@ def map_gcp_error(exc: BaseException, permission: str) -> ProviderError | None:
             "account to a Google service account (Workload Identity), or set "
             "GOOGLE_APPLICATION_CREDENTIALS",
             code="DefaultCredentialsError",
-            permission=permission,
         )
     if isinstance(exc, ga.RefreshError):
         return PermissionDeniedError(
             f"Google credentials could not be refreshed: {exc}",
             code="RefreshError",
-            permission=permission,
         )
     if isinstance(exc, ga.TransportError | requests.ConnectionError | requests.Timeout):
         return TransientError(f"no answer from GCE: {type(exc).__name__}", code=type(exc).__name__)
