@@ -23,7 +23,7 @@ GPU_RESOURCE = "nvidia.com/gpu"
 
 
 def pool_labels(pool: PoolModel, *, instance_type: str = "") -> dict[str, str]:
-    """Labels every node of ``pool`` carries; the pool's own labels win over these."""
+    """Labels every node of ``pool`` carries, derived from its spec; its own ``labels`` win."""
     labels = {
         POOL_LABEL: pool.name,
         CAPACITY_TYPE_LABEL: "spot" if pool.spot else "on-demand",
@@ -55,7 +55,8 @@ def build_template(
     file's, since that is what the kubelet will report; ``dlscaler providers check`` shows
     a mismatch between the two.
     """
-    labels = {**extra_labels, **pool_labels(pool, instance_type=instance_type)}
+    # Derived from the pool file < what the cloud says the nodes are < the pool's own labels.
+    labels = {**pool_labels(pool, instance_type=instance_type), **extra_labels, **pool.labels}
     taints = list(pool.taints)
     taints += [t for t in extra_taints if t not in taints]
     return NodeTemplate(

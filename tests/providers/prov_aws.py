@@ -2,9 +2,10 @@
 
 moto keeps the Auto Scaling groups and EC2 instances; :class:`MotoProxy` forwards to it and
 acts out what moto cannot: a launch that fails for want of capacity or quota. Real AWS
-accepts the new desired capacity and then records a failed scaling activity; the proxy
-answers ``SetDesiredCapacity`` with success without passing it on and serves that failed
-activity from then on, so the adapter sees exactly the activity AWS would show it.
+accepts the new desired capacity, launches nothing, and records a failed scaling activity.
+The proxy does the same: it answers ``SetDesiredCapacity`` with success without passing it
+on, reports the accepted desired capacity in ``DescribeAutoScalingGroups`` while moto keeps
+the instances it has, and serves the failed activity from then on.
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ class MotoProxy:
         self.upstream = urllib.parse.urlsplit(upstream)
         self._lock = threading.Lock()
         self.failed_activities: dict[str, list[dict[str, str]]] = {}
+        self.accepted_desired: dict[str, int] = {}
+        """Desired capacities AWS accepted but could not launch, by group."""
 
     def classify(self, request: Request) -> Call:
         service, action = action_of(request)
@@ -152,23 +155,45 @@ class MotoProxy:
         finally:
             conn.close()
 
+    def fail_launches(self, group: str, desired: int, fault: str) -> None:
+        """AWS accepted ``desired`` for ``group`` and its launches failed with ``fault``."""
+        with self._lock:
+            self.accepted_desired[group] = desired
+        self._record_failure(group, fault)
+
     def handle(self, request: Request) -> Response:
         _service, action = action_of(request)
         form = request.form() if action != "Other" and request.method == "POST" else {}
-        if action == "SetDesiredCapacity" and request.fault in ("stockout", "quota"):
-            group = form["AutoScalingGroupName"]
-            if int(form["DesiredCapacity"]) > self._desired(request, group):
-                self._record_failure(group, request.fault)
+        if action == "SetDesiredCapacity":
+            group, desired = form["AutoScalingGroupName"], int(form["DesiredCapacity"])
+            if request.fault in ("stockout", "quota") and desired > self._desired(request, group):
+                self.fail_launches(group, desired, request.fault)
                 return _xml_ok("SetDesiredCapacity", "")
+            with self._lock:
+                self.accepted_desired.pop(group, None)
         if action == "DescribeScalingActivities":
             group = form.get("AutoScalingGroupName", "")
             with self._lock:
                 failed = list(self.failed_activities.get(group, []))
             if failed:
                 return _xml_ok("DescribeScalingActivities", _activities_xml(failed))
-        return self.forward(request)
+        response = self.forward(request)
+        group = form.get("AutoScalingGroupNames.member.1", "")
+        if action == "DescribeAutoScalingGroups" and "AutoScalingGroupNames.member.2" not in form:
+            with self._lock:
+                accepted = self.accepted_desired.get(group)
+            if accepted is not None:
+                response.body = re.sub(
+                    rb"<DesiredCapacity>\d+</DesiredCapacity>",
+                    f"<DesiredCapacity>{accepted}</DesiredCapacity>".encode(),
+                    response.body,
+                )
+        return response
 
     def _desired(self, request: Request, group: str) -> int:
+        with self._lock:
+            if group in self.accepted_desired:
+                return self.accepted_desired[group]
         probe = Request(
             method="POST",
             target="/",
