@@ -24,8 +24,12 @@ class PoolView:
     free: list[int] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     """Node name per entry of ``free`` (``""`` for capacity not yet listed or planned)."""
+    ready: list[bool] = field(default_factory=list)
+    """Whether each entry of ``free`` can take work now (False for nodes in flight)."""
     reserved: set[int] = field(default_factory=set)
     added: int = 0
+    added_for_min: int = 0
+    """Of ``added``, the nodes that bring the pool up to its minNodes (reported apart)."""
     removed: set[str] = field(default_factory=set)
     gangs_for_added: list[str] = field(default_factory=list)
 
@@ -37,10 +41,12 @@ class PoolView:
                 continue
             view.free.append(node.free_gpus)
             view.names.append(node.name)
+            view.ready.append(node.phase is NodePhase.READY)
         unlisted = state.in_flight_nodes - state.count(NodePhase.IN_FLIGHT)
         for _ in range(unlisted):
             view.free.append(state.spec.gpus_per_node)
             view.names.append("")
+            view.ready.append(False)
         return view
 
     @property
@@ -56,11 +62,15 @@ class PoolView:
         by_step = config.max_scale_up_nodes - self.added
         return max(0, min(by_max, by_step))
 
-    def place(self, gang: Gang) -> bool:
-        """Place on existing (or already planned) capacity; reserves the nodes used."""
+    def place(self, gang: Gang, *, ready_only: bool = False) -> bool:
+        """Place on existing (or already planned) capacity; reserves the nodes used.
+        ``ready_only``: only on nodes that can take work now."""
         if not self.state.spec.accepts(gang):
             return False
-        chosen = place_workers(self.free, gang.workers, gang.gpus_per_worker)
+        free = self.free
+        if ready_only:
+            free = [f if r else 0 for f, r in zip(self.free, self.ready, strict=True)]
+        chosen = place_workers(free, gang.workers, gang.gpus_per_worker)
         if chosen is None:
             return False
         for i in chosen:
@@ -83,6 +93,7 @@ class PoolView:
             if chosen is not None:
                 self.free = trial
                 self.names.extend([""] * k)
+                self.ready.extend([False] * k)
                 for i in chosen:
                     self.free[i] -= gang.gpus_per_worker
                     self.reserved.add(i)
@@ -94,6 +105,7 @@ class PoolView:
     def add_empty(self, count: int) -> None:
         self.free.extend([self.state.spec.gpus_per_node] * count)
         self.names.extend([""] * count)
+        self.ready.extend([False] * count)
         self.added += count
 
 
@@ -159,11 +171,16 @@ def provision_for(
     place_first: bool = True,
 ) -> list[GangNote]:
     """Place each gang on existing capacity, else grow the first pool (by the expander)
-    that can hold it. Gangs are all-or-nothing and stay within one pool."""
+    that can hold it. Gangs are all-or-nothing and stay within one pool.
+
+    Existing capacity is tried in reverse expander order. Growth always goes to the most
+    preferred pool, so a gang planned onto a less preferred pool's capacity stays there when
+    the same snapshot is planned again with the new nodes in flight, instead of moving onto
+    them and displacing the gang they were asked for."""
     notes: list[GangNote] = []
     for gang in gangs:
         ordered_views = pool_order(views, gang, config)
-        if place_first and any(v.place(gang) for v in ordered_views):
+        if place_first and any(v.place(gang) for v in reversed(ordered_views)):
             continue
         grown = any(
             v.state.available(now_s) and v.grow_for(gang, config) > 0 for v in ordered_views
@@ -174,9 +191,12 @@ def provision_for(
 
 
 def scale_ups(views: Sequence[PoolView], reason: str) -> list[ScaleUp]:
+    """The growth planned so far beyond what :func:`ensure_min` added (it reports its own)."""
     out = []
     for v in views:
-        if v.added:
+        start = v.live_nodes + v.added_for_min
+        end = v.live_nodes + v.added
+        if end > start:
             jobs = tuple(v.gangs_for_added)
             detail = reason
             if jobs:
@@ -184,11 +204,13 @@ def scale_ups(views: Sequence[PoolView], reason: str) -> list[ScaleUp]:
                     f" and {len(jobs) - 5} more" if len(jobs) > 5 else ""
                 )
                 detail = f"{reason}: {shown}"
-            out.append(ScaleUp(v.state.name, v.live_nodes, v.live_nodes + v.added, detail, jobs))
+            out.append(ScaleUp(v.state.name, start, end, detail, jobs))
     return out
 
 
 def ensure_min(views: Sequence[PoolView]) -> list[ScaleUp]:
+    """Plan the nodes each pool lacks to reach its minNodes. Called before pending gangs
+    are placed, so that they use these nodes rather than grow another pool."""
     out = []
     for v in views:
         spec = v.state.spec
@@ -196,6 +218,7 @@ def ensure_min(views: Sequence[PoolView]) -> list[ScaleUp]:
         if short > 0:
             before = v.planned_nodes
             v.add_empty(short)
+            v.added_for_min += short
             out.append(
                 ScaleUp(spec.name, before, before + short, f"below minNodes ({spec.min_nodes})")
             )

@@ -64,8 +64,9 @@ def decide_predictive(
         )
     p = config.predictive
     views = [capacity.PoolView.of(s) for s in pools]
+    floor_ups = capacity.ensure_min(views)
     notes = provision_pending(pending, views, running, config, now_s)
-    floor_ups = capacity.scale_ups(views, "pending gangs do not fit")
+    floor_ups += capacity.scale_ups(views, "pending gangs do not fit")
     for v in views:  # what the floor added is reported; start the forecast's count afresh
         v.gangs_for_added.clear()
     added_before = {v.state.name: v.added for v in views}
@@ -100,7 +101,6 @@ def decide_predictive(
         if extra > 0:
             start = v.live_nodes + added_before[v.state.name]
             ups.append(ScaleUp(v.state.name, start, start + extra, ahead_reason))
-    ups += capacity.ensure_min(views)
 
     removals, next_expiry = capacity.remove_idle(views, config, now_s)
     keep_gpus = forecast.quantile_max(p.scale_down_quantile, now_s + config.idle_timeout_s)
