@@ -50,7 +50,9 @@ def test_a_bare_list_and_nodepool_manifests_are_accepted() -> None:
 def test_the_default_pool_is_the_documented_one() -> None:
     spec = DEFAULT_POOL.to_spec()
     assert (spec.gpus_per_node, spec.min_nodes, spec.max_nodes) == (8, 0, 10_000)
-    assert (spec.provisioning_delay_s, spec.idle_timeout_s) == (300.0, 600.0)
+    # Its idle timeout is the policy's (600 s by default), so tuning the policy applies.
+    assert (spec.provisioning_delay_s, spec.idle_timeout_s) == (300.0, None)
+    assert PolicyConfig().idle_timeout_s == 600.0
     assert spec.price_usd_per_hour == 32.77 and spec.gpu_type == ""
 
 
