@@ -124,7 +124,7 @@ class LeaderElector:
         """Give the Lease up (clean shutdown): the standby need not wait for it to expire."""
         if not self.is_leader.is_set():
             return
-        self._set(False)
+        self._set(False, releasing=True)
         lease = self.kube.get(self.path)
         if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
             return
@@ -135,7 +135,7 @@ class LeaderElector:
         except ApiError as err:
             log.warning("could not release Lease %s/%s: %s", self.namespace, self.name, err)
 
-    def _set(self, leading: bool) -> None:
+    def _set(self, leading: bool, *, releasing: bool = False) -> None:
         if leading == self.is_leader.is_set():
             return
         if leading:
@@ -145,7 +145,13 @@ class LeaderElector:
             )
         else:
             self.is_leader.clear()
-            log.warning("stopped leading (Lease %s/%s)", self.namespace, self.name)
+            log.log(
+                logging.INFO if releasing else logging.WARNING,
+                "%s leading (Lease %s/%s)",
+                "releasing and stopped" if releasing else "lost the Lease: stopped",
+                self.namespace,
+                self.name,
+            )
         if self.on_change is not None:
             self.on_change(leading)
 

@@ -231,11 +231,12 @@ class PoolManager:
                 self._note_error(rt, err, self.clock())
             raise
         self.metrics.provider_call(rt.name, operation, time.perf_counter() - started, None)
-        if operation != "describe":
+        if operation == "scale-up":
+            # A granted scale-up is the proof the pool works again; giving nodes back
+            # (repair, scale-down) is not.
             with rt.lock:
                 rt.last_error = ""
-                if operation == "scale-up":
-                    rt.last_scale_s = self.clock()
+                rt.last_scale_s = self.clock()
         return result
 
     def _note_error(self, rt: PoolRuntime, err: BaseException, now_s: float) -> None:
