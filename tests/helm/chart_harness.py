@@ -114,3 +114,50 @@ def only(docs: Iterable[Doc], kind: str, name: str | None = None) -> Doc:
     ]
     assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
     return found[0]
+
+
+# --- against a cluster (tests/e2e/test_helm*.py) --------------------------------------------
+
+
+def helm_on(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """helm against the cluster of ``kubeconfig`` (never the user's)."""
+    return run_helm(*args, f"--kubeconfig={kubeconfig}", check=check,
+                    env={"KUBECONFIG": str(kubeconfig)})  # fmt: skip
+
+
+def manifest_objects(kubeconfig: Path, release: str, namespace: str) -> list[Doc]:
+    """The objects of a release as Helm recorded them (`helm get manifest`)."""
+    out = helm_on(kubeconfig, "get", "manifest", release, "-n", namespace).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def service_account_kubeconfig(
+    admin_kubeconfig: Path, token: str, namespace: str, path: Path
+) -> Path:
+    """A kubeconfig that authenticates with a ServiceAccount token (what a pod would use),
+    for the cluster of ``admin_kubeconfig``."""
+    admin = yaml.safe_load(admin_kubeconfig.read_text())
+    cluster = admin["clusters"][0]
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [cluster],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [
+                    {
+                        "name": "sa",
+                        "context": {
+                            "cluster": cluster["name"],
+                            "user": "sa",
+                            "namespace": namespace,
+                        },
+                    }
+                ],
+                "current-context": "sa",
+            }
+        )
+    )
+    path.chmod(0o600)
+    return path

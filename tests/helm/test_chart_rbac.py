@@ -70,19 +70,23 @@ def test_no_secret_access_anywhere() -> None:
 
 def test_cluster_role_grants_what_the_controller_uses() -> None:
     granted = grants(render(), "ClusterRole")
-    read = {"get", "list", "watch"}
+    watch = {"list", "watch"}
     for resource in ("dljobs", "dlservices", "nodepools"):
-        assert {("dlscaler.io", resource, v) for v in (*read, "patch")} <= granted
-        assert ("dlscaler.io", f"{resource}/status", "patch") in granted
-    assert {("", "pods", v) for v in (*read, "create", "delete")} <= granted
+        assert {("dlscaler.io", resource, v) for v in watch} <= granted
+    for resource in ("dljobs/status", "nodepools/status"):
+        assert ("dlscaler.io", resource, "patch") in granted
+    assert {("", "pods", v) for v in (*watch, "get", "create", "delete")} <= granted
     assert ("", "pods/eviction", "create") in granted
-    assert {("", "nodes", v) for v in (*read, "patch")} <= granted
+    assert {("", "nodes", v) for v in (*watch, "patch")} <= granted
     assert ("", "events", "create") in granted
-    assert ("apps", "deployments", "create") in granted
     # Not by default: creating and deleting Node objects (kwok pools only).
     assert ("", "nodes", "create") not in granted
     assert ("", "nodes", "delete") not in granted
-    # DLServices and NodePools are the users'; the controller never deletes them.
+    # Specs are the users': the controller writes status only, and deletes only finished
+    # DLJobs (ttlSecondsAfterFinished).
+    for resource in ("dljobs", "dlservices", "nodepools"):
+        assert ("dlscaler.io", resource, "patch") not in granted
+        assert ("dlscaler.io", resource, "update") not in granted
     assert ("dlscaler.io", "nodepools", "delete") not in granted
     assert ("dlscaler.io", "dlservices", "delete") not in granted
 
