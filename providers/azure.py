@@ -250,8 +250,8 @@ class ScaleSetProvider:
             error.message += f" (removing the VMs that failed failed too: {err.message})"
 
     def delete_instances(self, provider_ids: Sequence[str]) -> None:
-        for pid in provider_ids:
-            self.instance_id(pid)
+        # Nodes' providerIDs may spell the resource group in another case than ARM ids do.
+        provider_ids = [self.provider_id(self.instance_id(pid)) for pid in provider_ids]
         if provider_ids:
             check_delete(self.describe(), provider_ids, pool=self._pool.name)
             self._delete(provider_ids)

@@ -345,7 +345,16 @@ class AwsCloud:
 class AwsHarness:
     scheme = "aws"
     faults = frozenset(
-        {"stockout", "quota", "throttle", "server_error", "timeout", "lost_response", "permission"}
+        {
+            "stockout",
+            "quota",
+            "throttle",
+            "server_error",
+            "timeout",
+            "lost_response",
+            "partial_delete",
+            "permission",
+        }
     )
     max_attempts = MAX_ATTEMPTS
 
@@ -368,6 +377,12 @@ class AwsHarness:
         )
 
     def inject(self, fault: Fault, target: Target, *, times: int = 1) -> None:
+        if fault == "partial_delete":
+            # AWS terminates one instance per call: a multi-instance delete that fails part
+            # way is some of those calls failing (one after acting, one before).
+            self.cloud.faults.inject("lost_response", "delete", times=times)
+            self.cloud.faults.inject("server_error", "delete", times=times)
+            return
         self.cloud.faults.inject(fault, target, times=times)
 
     def stats(self, provider: NodePoolProvider) -> RetryStats:

@@ -28,7 +28,7 @@ Renderer = Callable[[str, Call, Request], Response]
 """``(fault, call, request) -> response`` for throttle, server_error and permission."""
 
 _APP_FAULTS = ("stockout", "quota", "partial_delete")
-_TARGET_KINDS = {"read": {"read"}, "scale": {"scale"}, "delete": {"delete"}}
+_TARGET_KINDS = {"read": {"read"}, "scale": {"scale"}, "delete": {"delete"}, "poll": {"poll"}}
 
 
 @dataclass
