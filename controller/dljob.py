@@ -18,6 +18,7 @@ from controller.names import (
     ATTEMPT_LABEL,
     GPU_RESOURCE,
     JOB_UID_LABEL,
+    SERVICE_LABEL,
     WORKER_INDEX_LABEL,
 )
 from dlscaler.model import Gang
@@ -162,6 +163,11 @@ class PodView:
     mirror: bool = False
     finished_s: float | None = None
     message: str = ""
+    service: str = ""
+    """The DLService this pod is a replica of ('' for others)."""
+    unschedulable: bool = False
+    """The scheduler tried and found no node for it."""
+    created_s: float = 0.0
 
     @property
     def active(self) -> bool:
@@ -209,10 +215,11 @@ def parse_pod(obj: Mapping[str, Any]) -> PodView:
     ]
     finished_s = max((f for f in finished if f is not None), default=None)
     message = str(status.get("message") or status.get("reason") or "")
-    if not message:
-        for cond in status.get("conditions") or []:
-            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
-                message = str(cond.get("message") or cond.get("reason") or "")
+    unschedulable = False
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            unschedulable = cond.get("reason") == "Unschedulable"
+            message = message or str(cond.get("message") or cond.get("reason") or "")
     owners = meta.get("ownerReferences") or []
     return PodView(
         namespace=str(meta.get("namespace", "")),
@@ -230,6 +237,9 @@ def parse_pod(obj: Mapping[str, Any]) -> PodView:
         mirror="kubernetes.io/config.mirror" in annotations,
         finished_s=finished_s,
         message=message[:4000],
+        service=str(labels.get(SERVICE_LABEL) or ""),
+        unschedulable=unschedulable and not spec.get("nodeName"),
+        created_s=parse_time(meta.get("creationTimestamp")) or 0.0,
     )
 
 

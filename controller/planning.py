@@ -18,7 +18,7 @@ from controller.clock import parse_time
 from controller.dljob import ADMITTED, QUEUED, RUNNING, JobView, PodView
 from controller.snapshot import ClusterView, NodeView, PoolInput, build_view
 from dlscaler.config import PolicyConfig
-from dlscaler.model import EMPTY_FORECAST, Forecast, PoolState, RunningGang
+from dlscaler.model import EMPTY_FORECAST, Forecast, Gang, PoolState, RunningGang
 from dlscaler.plan import Plan
 from dlscaler.policy import decide
 
@@ -62,15 +62,24 @@ def plan_pass(
     max_provisioning_s: float = 900.0,
     back_off: BackOff | None = None,
     timer: Callable[[], float] | None = None,
+    extra_pending: Sequence[Gang] = (),
 ) -> PassPlan:
+    """``extra_pending``: other waiting demand the policy provisions for but the controller
+    does not admit (DLService replicas the scheduler could not place)."""
     by_job = pods_by_job(pods)
     node_names = frozenset(n.name for n in nodes)
     steps = {
         j.uid: lifecycle.step(j, by_job.get(j.uid, []), now_s, existing_nodes=node_names)
         for j in jobs
     }
-    view = build_view(now_s=now_s, pools=pools, nodes=nodes, pods=pods, idle_since=idle_since,
-                      max_provisioning_s=max_provisioning_s)  # fmt: skip
+    view = build_view(
+        now_s=now_s,
+        pools=pools,
+        nodes=nodes,
+        pods=pods,
+        idle_since=idle_since,
+        max_provisioning_s=max_provisioning_s,
+    )
     view = _back_off_stuck(view, max_provisioning_s, back_off)
 
     pending: list[JobView] = []
@@ -94,14 +103,15 @@ def plan_pass(
     plan = decide(
         now=now_s,
         pools=pools_now,
-        pending=[j.gang() for j in waiting],
+        pending=[*(j.gang() for j in waiting), *extra_pending],
         running=running,
         forecast=forecast,
         config=config,
     )
     took = (timer() - started) if timer else 0.0
-    return PassPlan(view, steps, tuple(admissions), tuple(waiting), tuple(running), pools_now,
-                    plan, took)  # fmt: skip
+    return PassPlan(
+        view, steps, tuple(admissions), tuple(waiting), tuple(running), pools_now, plan, took
+    )
 
 
 def _back_off_stuck(

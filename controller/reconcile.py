@@ -33,14 +33,24 @@ from controller import drain, gang, lifecycle
 from controller.admission import Admission
 from controller.clock import format_time, parse_time
 from controller.dljob import ADMITTED, QUEUED, RUNNING, JobView, parse_dljob, parse_pod
+from controller.dlservice import parse_dlservice, pending_gangs
 from controller.events import EventRecorder
 from controller.forecasting import Forecasting
 from controller.idle import IdleTracker, last_finish_by_node
-from controller.kube import ApiError, Kube, core_path, custom_path, list_in_namespaces
+from controller.kube import ApiError, Kube, core_path, custom_path, group_path, list_in_namespaces
 from controller.metrics import Metrics
-from controller.names import API_VERSION, DLJOBS, JOB_UID_LABEL, NODEPOOLS
+from controller.names import (
+    API_VERSION,
+    DLJOBS,
+    DLSERVICES,
+    JOB_UID_LABEL,
+    NODEPOOLS,
+    SERVICE_LABEL,
+)
 from controller.planning import plan_pass
 from controller.pools import PoolManager
+from controller.prometheus import Prometheus
+from controller.serving import ServiceReconciler
 from controller.settings import ControllerSettings
 from controller.snapshot import ClusterView, NodeView, parse_node, used_gpus_by_node
 from controller.state import DemandHistory, StateStore
@@ -59,6 +69,8 @@ class ClusterObjects:
     nodepools: list[Obj]
     nodes: list[Obj]
     pods: list[Obj]
+    services: list[Obj] = field(default_factory=list)
+    deployments: list[Obj] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -90,6 +102,14 @@ def read_cluster(
         spaces,
         label_selector=JOB_UID_LABEL,
     )
+    services_f = io.submit(list_in_namespaces, kube, lambda ns: custom_path(DLSERVICES, ns), spaces)
+    deployments_f = io.submit(
+        list_in_namespaces,
+        kube,
+        lambda ns: group_path("apps/v1", "deployments", ns),
+        spaces,
+        label_selector=SERVICE_LABEL,
+    )
     pods: dict[str, Obj] = {}
     for pod in [*active_f.result(), *ours_f.result()]:
         pods[pod["metadata"]["uid"]] = pod
@@ -101,7 +121,13 @@ def read_cluster(
     for pool in nodepools:
         pool.setdefault("apiVersion", API_VERSION)
         pool.setdefault("kind", "NodePool")
-    return ClusterObjects(jobs, nodepools, nodes_f.result(), list(pods.values()))
+    services = services_f.result()
+    for svc in services:
+        svc.setdefault("apiVersion", API_VERSION)
+        svc.setdefault("kind", "DLService")
+    return ClusterObjects(
+        jobs, nodepools, nodes_f.result(), list(pods.values()), services, deployments_f.result()
+    )
 
 
 class Reconciler:
@@ -134,6 +160,10 @@ class Reconciler:
         self.history_loaded = False
         self._saved_s = 0.0
         self.passes = 0
+        prom = Prometheus(settings.prometheus_url) if settings.prometheus_url else None
+        self.serving = ServiceReconciler(
+            kube, events, prometheus=prom, window_s=settings.service_window_s, clock=clock
+        )
 
     def close(self) -> None:
         self.io.shutdown(wait=False, cancel_futures=True)
@@ -182,6 +212,8 @@ class Reconciler:
         nodes = [parse_node(n) for n in objs.nodes]
         pods = [parse_pod(p) for p in objs.pods]
         jobs = [parse_dljob(j) for j in objs.jobs]
+        services = [parse_dlservice(s) for s in objs.services]
+        serving_pending = pending_gangs(services, pods)
         used = used_gpus_by_node(pods)
         idle = self.idle.update(now, nodes, used, last_finish_by_node(pods))
         self.forecasting.catch_up(self.history, now)
@@ -198,6 +230,7 @@ class Reconciler:
             max_provisioning_s=self.settings.max_provisioning_s,
             back_off=lambda name, reason: self.pools.back_off(name, reason, now),
             timer=time.perf_counter,
+            extra_pending=serving_pending,
         )
         self.metrics.decide_latency.observe(decided.decide_s)
         view, plan, steps = decided.view, decided.plan, decided.steps
@@ -209,11 +242,18 @@ class Reconciler:
         calls += self._scale_up(plan, view)
         writes += self._remove(plan, view, now)
         calls += self._continue_drains(nodes, view, now)
+        writes += self._apply_services(services, objs.deployments)
         wait_futures(writes)
         retry_soon = self._settle(calls)
         self._write_pool_status(view, now)
 
-        demand = sum(r.gang.total_gpus for r in running) + sum(j.gang().total_gpus for j in waiting)
+        serving = sum(p.gpus for p in pods if p.service and p.node_name and p.active)
+        demand = (
+            sum(r.gang.total_gpus for r in running)
+            + sum(j.gang().total_gpus for j in waiting)
+            + sum(g.total_gpus for g in serving_pending)
+            + serving
+        )
         self.history.observe(now, demand)
         self.save_history()
         self._record_metrics(view, plan, forecast.quantiles, waiting, jobs, steps, demand)
@@ -232,6 +272,18 @@ class Reconciler:
         seconds = time.perf_counter() - started
         self.metrics.reconcile_latency.observe(seconds)
         return PassResult(min(wakes), plan, sorted(a.job.job_id for a in admissions), seconds)
+
+    # --- services -------------------------------------------------------------------------
+
+    def _apply_services(
+        self, services: Sequence[Any], deployments: Sequence[Obj]
+    ) -> list[Future[Any]]:
+        by_name = {(d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in deployments}
+        self.serving.stabilizer.forget({s.key for s in services})
+        return [
+            self.io.submit(self.serving.reconcile, s, by_name.get((s.namespace, s.name)))
+            for s in services
+        ]
 
     # --- jobs -----------------------------------------------------------------------------
 

@@ -88,6 +88,14 @@ def run_command(
     persist_every: Annotated[
         float, typer.Option(min=1.0, help="Save the demand history this often, seconds.")
     ] = 60.0,
+    prometheus_url: Annotated[
+        str,
+        typer.Option(help="Prometheus base URL for DLServices' prometheusQuery targets."),
+    ] = "",
+    service_stabilization: Annotated[
+        float,
+        typer.Option(min=0.0, help="DLService scale-down stabilisation window, seconds."),
+    ] = 300.0,
     identity: Annotated[
         str, typer.Option(help="Leader-election identity (default: host name + random).")
     ] = "",
@@ -145,6 +153,8 @@ def run_command(
         identity=identity or default_identity(),
         probe_host=host or "0.0.0.0",
         probe_port=int(port),
+        prometheus_url=prometheus_url,
+        service_window_s=service_stabilization,
     )
     run(settings, leader_elect=leader_elect)
 

@@ -53,5 +53,7 @@ class ControllerSettings:
     probe_host: str = "0.0.0.0"  # probes must be reachable by the kubelet
     probe_port: int = 8080
     """``/metrics``, ``/healthz``, ``/readyz`` (0: any free port)."""
-    kwok_node_ready_delay_s: float | None = None
-    """For kwok pools: how long new fake nodes stay NotReady (None: the provider's default)."""
+    prometheus_url: str = ""
+    """Where DLServices' ``prometheusQuery`` is asked ('' : replicas are not load-driven)."""
+    service_window_s: float = 300.0
+    """DLService scale-down stabilisation window."""
