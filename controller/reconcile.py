@@ -233,11 +233,11 @@ class Reconciler:
             extra_pending=serving_pending,
         )
         self.metrics.decide_latency.observe(decided.decide_s)
-        view, plan, steps = decided.view, decided.plan, decided.steps
+        view, plan, steps = decided.view, decided.plan, dict(decided.steps)
         admissions, waiting, running = decided.admissions, decided.waiting, decided.running
         self.idle.mark_busy(n for a in admissions for n in a.nodes)
+        self._note_waiting(waiting, plan, decided.pools, now, steps)
         writes = self._apply_jobs(jobs, steps, admissions, view)
-        writes += self._note_waiting(waiting, plan, decided.pools, now)
         calls = self._repair_stuck(view)
         calls += self._scale_up(plan, view)
         writes += self._remove(plan, view, now)
@@ -398,16 +398,19 @@ class Reconciler:
         self.kube.merge_patch(custom_path(DLJOBS, job.namespace, job.name, "status"), body)
 
     def _note_waiting(
-        self, waiting: Sequence[JobView], plan: Plan, pools: Sequence[PoolState], now: float
-    ) -> list[Future[Any]]:
-        """Conditions and Events for gangs still queued: why they wait, when they may start."""
+        self,
+        waiting: Sequence[JobView],
+        plan: Plan,
+        pools: Sequence[PoolState],
+        now: float,
+        steps: dict[str, lifecycle.JobStep],
+    ) -> None:
+        """Conditions and Events for gangs still queued: why they wait, when they may start.
+        Added to the job's step of this pass (a new job's first status included)."""
         notes = {n.job_id: n for n in plan.notes}
         ups = {jid: up for up in plan.scale_ups for jid in up.job_ids}
         by_name = {p.name: p for p in pools}
-        futures: list[Future[Any]] = []
         for job in waiting:
-            if job.status.get("phase") != QUEUED:
-                continue  # its first status is being written this pass
             note = notes.get(job.job_id)
             up = ups.get(job.job_id)
             estimate: float | None = None
@@ -447,7 +450,7 @@ class Reconciler:
             )
             if same and not estimate_changed:
                 continue
-            step = lifecycle.JobStep()
+            step = steps.setdefault(job.uid, lifecycle.JobStep())
             if not same:
                 lifecycle.set_conditions(job, step, lifecycle.condition(*cond, now, job))
                 step.status["message"] = cond[3]
@@ -455,8 +458,6 @@ class Reconciler:
                     step.event(*event)
             if estimate_changed and estimate is not None:
                 step.status["estimatedStartTime"] = format_time(estimate)
-            futures.append(self.io.submit(self._job_step, job, step, ClusterView((), {}, {}, {})))
-        return futures
 
     # --- pools ----------------------------------------------------------------------------
 

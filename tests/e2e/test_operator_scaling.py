@@ -37,7 +37,7 @@ def test_a_gang_scales_the_pool_to_exactly_its_nodes_runs_succeeds_and_the_pool_
         assert nodes.max_live == 2
 
         reasons = [e["reason"] for e in cluster.events_for("DLJob", "train")]
-        for reason in ("Queued", "Admitted", "Running", "Succeeded"):
+        for reason in ("Queued", "TriggeredScaleUp", "Admitted", "Running", "Succeeded"):
             assert reason in reasons, reasons
         pool_reasons = [e["reason"] for e in cluster.pool_events()]
         assert "ScaledUp" in pool_reasons and "ScaleDown" in pool_reasons, pool_reasons
