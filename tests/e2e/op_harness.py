@@ -1,6 +1,7 @@
 """Running the dlscaler controller against the e2e control plane, and reading what it did.
 
-:class:`ControllerProcess` is a real ``dlscaler run`` process (SIGKILL-able, for the
+:class:`ControllerProcess` is a real ``dlscaler run`` process with the kwok provider
+(SIGKILL-able, for the
 restart and failover tests), with fast settings: passes every second, a 4 s Lease, short
 backoffs. Each test gets its own GPU type, NodePool label, Lease and state ConfigMap
 (:class:`Scope`), so tests sharing the session's cluster never act on each other's objects.
@@ -9,7 +10,6 @@ backoffs. Each test gets its own GPU type, NodePool label, Lease and state Confi
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -32,10 +32,6 @@ from controller.names import API_VERSION, DLJOBS, NODEPOOLS, POOL_LABEL
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 SCOPE_LABEL = "dlscaler.io/e2e-scope"
-
-
-def uses_stub_provider() -> bool:
-    return importlib.util.find_spec("providers.kwok") is None
 
 
 @dataclass
@@ -132,12 +128,11 @@ class ControllerProcess:
         self.port = free_port()
         self.identity = f"ctl-{name}-{scope.id}"
         self.log_path = log_dir / f"controller-{name}.log"
-        entry = [str(HERE / "op_run_stub.py")] if uses_stub_provider() else ["-m", "dlscaler.cli"]
-        if not uses_stub_provider():
-            entry.append("run")
         self.argv = [
             sys.executable,
-            *entry,
+            "-m",
+            "dlscaler.cli",
+            "run",
             f"--kubeconfig={cluster.kubeconfig}",
             f"--namespace={scope.namespace}",
             f"--watch-namespace={scope.namespace}",
