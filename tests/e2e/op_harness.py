@@ -1,9 +1,8 @@
 """Running the dlscaler controller against the e2e control plane, and reading what it did.
 
 :class:`ControllerProcess` is a real ``dlscaler run`` process with the kwok provider
-(SIGKILL-able, for the
-restart and failover tests), with fast settings: passes every second, a 4 s Lease, short
-backoffs. Each test gets its own GPU type, NodePool label, Lease and state ConfigMap
+(SIGKILL-able, for the restart and failover tests), with fast settings: passes every
+second, a 4 s Lease, short backoffs. Each test gets its own GPU type, NodePool label, Lease and state ConfigMap
 (:class:`Scope`), so tests sharing the session's cluster never act on each other's objects.
 """
 
