@@ -156,6 +156,10 @@ ALLOWED = [
     ("patch", "dljobs.dlscaler.io/status", "team-a", "", "phase, conditions, worker states"),
     ("delete", "dljobs.dlscaler.io", "team-a", "", "ttlSecondsAfterFinished"),
     ("watch", "dlservices.dlscaler.io", "", "", "kopf watches DLServices"),
+    ("patch", "dlservices.dlscaler.io", "team-a", "", "replicas from the measured load"),
+    ("patch", "dlservices.dlscaler.io/status", "team-a", "", "replicas, load, conditions"),
+    ("create", "deployments.apps", "team-a", "", "a DLService's Deployment"),
+    ("patch", "deployments.apps", "team-a", "", "its replicas and template"),
     ("list", "nodepools.dlscaler.io", "", "", "the loop lists NodePools"),
     ("watch", "nodepools.dlscaler.io", "", "", "kopf watches NodePools"),
     ("patch", "nodepools.dlscaler.io/status", "", "", "target, ready, lastError"),
@@ -198,6 +202,8 @@ DENIED = [
     ("delete", "namespaces", "", "", "leaves namespaces alone"),
     ("patch", "dljobs.dlscaler.io", "team-a", "", "a DLJob's spec is the user's"),
     ("update", "nodepools.dlscaler.io", "", "", "so is a NodePool's"),
+    ("delete", "deployments.apps", "team-a", "", "a DLService's Deployment goes with it (GC)"),
+    ("delete", "services", "team-a", "", "Services go with their owner (GC)"),
 ]
 
 

@@ -73,8 +73,10 @@ def test_cluster_role_grants_what_the_controller_uses() -> None:
     watch = {"list", "watch"}
     for resource in ("dljobs", "dlservices", "nodepools"):
         assert {("dlscaler.io", resource, v) for v in watch} <= granted
-    for resource in ("dljobs/status", "nodepools/status"):
+    for resource in ("dljobs/status", "dlservices/status", "nodepools/status"):
         assert ("dlscaler.io", resource, "patch") in granted
+    assert ("dlscaler.io", "dlservices", "patch") in granted  # spec.replicas, from the load
+    assert {("apps", "deployments", v) for v in ("get", "list", "create", "patch")} <= granted
     assert {("", "pods", v) for v in (*watch, "get", "create", "delete")} <= granted
     assert ("", "pods/eviction", "create") in granted
     assert {("", "nodes", v) for v in (*watch, "patch")} <= granted
@@ -84,8 +86,9 @@ def test_cluster_role_grants_what_the_controller_uses() -> None:
     assert ("", "nodes", "delete") not in granted
     # Specs are the users': the controller writes status only, and deletes only finished
     # DLJobs (ttlSecondsAfterFinished).
-    for resource in ("dljobs", "dlservices", "nodepools"):
+    for resource in ("dljobs", "nodepools"):
         assert ("dlscaler.io", resource, "patch") not in granted
+    for resource in ("dljobs", "dlservices", "nodepools"):
         assert ("dlscaler.io", resource, "update") not in granted
     assert ("dlscaler.io", "nodepools", "delete") not in granted
     assert ("dlscaler.io", "dlservices", "delete") not in granted
