@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 from op_fixtures import cluster_fixture, scope_fixture  # noqa: F401 - fixtures
 from op_harness import (
-    HERE,
     REPO_ROOT,
     Cluster,
     ControllerProcess,
@@ -32,7 +31,6 @@ from op_harness import (
     Scope,
     dljob,
     dump,
-    uses_stub_provider,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helm"))
@@ -114,12 +112,9 @@ class InstalledController(ControllerProcess):
                 arg = f"--listen=127.0.0.1:{self.port}"  # servers only on loopback here
             args.append(arg)
         assert args[0] == "run", container["args"]
-        entry = ["-m", "dlscaler.cli", "run"]
-        if uses_stub_provider():  # providers/kwok.py not there yet: the operator tests' stand-in
-            entry = [str(HERE / "op_run_stub.py")]
         # In a pod the token comes from the mounted ServiceAccount volume; here, through a
         # kubeconfig holding the same ServiceAccount's token and nothing else.
-        self.argv = [sys.executable, *entry, *args[1:], f"--kubeconfig={kubeconfig}"]
+        self.argv = [sys.executable, "-m", "dlscaler.cli", *args, f"--kubeconfig={kubeconfig}"]
 
     def start(self) -> InstalledController:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
