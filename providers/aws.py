@@ -281,8 +281,9 @@ class AutoScalingGroupProvider:
             instance_type = self._instance_type(group)
             facts = self._asg.gpu_facts(instance_type) if instance_type else {}
             labels, taints = _tag_template(group.get("Tags", []))
-            if _is_spot(group):
-                labels.setdefault(CAPACITY_TYPE_LABEL, "spot")
+            spot = _is_spot(group)
+            if spot is not None:
+                labels.setdefault(CAPACITY_TYPE_LABEL, "spot" if spot else "on-demand")
             self._template = build_template(
                 self._pool,
                 instance_type=instance_type,
@@ -437,8 +438,7 @@ class NodegroupProvider:
                 "eks.amazonaws.com/nodegroup": self._nodegroup,
                 "eks.amazonaws.com/capacityType": capacity,
             }
-            if capacity == "SPOT":
-                labels[CAPACITY_TYPE_LABEL] = "spot"
+            labels[CAPACITY_TYPE_LABEL] = "spot" if capacity == "SPOT" else "on-demand"
             taints = [_eks_taint(t) for t in ng.get("taints") or []]
             self._template = build_template(
                 self._pool,
@@ -468,10 +468,12 @@ def _tag_template(tags: Sequence[Mapping[str, Any]]) -> tuple[dict[str, str], li
     return labels, taints
 
 
-def _is_spot(group: Mapping[str, Any]) -> bool:
+def _is_spot(group: Mapping[str, Any]) -> bool | None:
+    """Spot or on-demand, as the group's mixed instances policy says; None when it has
+    none (the launch template decides, and the pool file's ``spot`` is taken as said)."""
     dist = group.get("MixedInstancesPolicy", {}).get("InstancesDistribution")
     if not dist:
-        return False
+        return None
     return (
         int(dist.get("OnDemandBaseCapacity", 0)) == 0
         and int(dist.get("OnDemandPercentageAboveBaseCapacity", 100)) == 0

@@ -40,7 +40,7 @@ from providers.base import (
 )
 from providers.retry import Retrier
 from providers.settings import AzureSettings, parse_settings, require
-from providers.template import build_template
+from providers.template import CAPACITY_TYPE_LABEL, build_template
 
 SCHEME = "azure"
 READ = "Microsoft.Compute/virtualMachineScaleSets/read"
@@ -291,10 +291,12 @@ class ScaleSetProvider:
         if self._template is None:
             scale_set = self._scale_set()
             profile = scale_set.virtual_machine_profile
-            spot = self._pool.spot or (
-                profile is not None and str(profile.priority or "") in ("Spot", "Low")
-            )
-            labels = {SPOT_LABEL: "spot"} if spot else {}
+            raw = profile.priority if profile is not None else None
+            priority = str(getattr(raw, "value", raw) or "")
+            spot = priority in ("Spot", "Low") or (not priority and self._pool.spot)
+            labels = {CAPACITY_TYPE_LABEL: "spot" if spot else "on-demand"}
+            if spot:
+                labels[SPOT_LABEL] = "spot"
             taints = [f"{SPOT_LABEL}=spot:NoSchedule"] if spot else []
             self._template = build_template(
                 self._pool,

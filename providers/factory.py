@@ -57,21 +57,21 @@ def build_provider(pool: PoolModel, **client_overrides: Any) -> NodePoolProvider
             f"it takes {', '.join(allowed)} and the retry overrides"
         )
     if pool.provider == "fake":
-        from providers import fake
+        from providers.fake import from_pool as fake_pool
 
-        return fake.from_pool(pool, retrier=retrier, **overrides)
+        return fake_pool(pool, retrier=retrier, **overrides)
     if pool.provider == "aws":
-        from providers import aws
+        from providers.aws import from_pool as aws_pool
 
-        return aws.from_pool(pool, retrier=retrier, **overrides)
+        return aws_pool(pool, retrier=retrier, **overrides)
     if pool.provider == "gcp":
-        from providers import gcp
+        from providers.gcp import from_pool as gcp_pool
 
-        return gcp.from_pool(pool, retrier=retrier, **overrides)
+        return gcp_pool(pool, retrier=retrier, **overrides)
     if pool.provider == "azure":
-        from providers import azure
+        from providers.azure import from_pool as azure_pool
 
-        return azure.from_pool(pool, retrier=retrier, **overrides)
-    from providers import kwok
+        return azure_pool(pool, retrier=retrier, **overrides)
+    from providers.kwok import from_pool as kwok_pool
 
-    return kwok.from_pool(pool, retrier=retrier, **overrides)
+    return kwok_pool(pool, retrier=retrier, **overrides)

@@ -88,6 +88,12 @@ class FakeSettings(_Strict):
 
 M = TypeVar("M", bound=_Strict)
 
+_PATTERN_HINTS = {
+    "project": "a GCP project id (6 to 30 lowercase letters, digits and hyphens)",
+    "subscriptionId": "an Azure subscription id (a GUID: 00000000-0000-0000-0000-000000000000)",
+    "nodeNamePrefix": "a DNS label prefix (lowercase letters, digits and hyphens)",
+}
+
 
 def parse_settings(pool: PoolModel, cloud: str, model: type[M]) -> M:
     """Validate ``pool.<cloud>``; errors name the pool and the field and say what to do."""
@@ -99,9 +105,12 @@ def parse_settings(pool: PoolModel, cloud: str, model: type[M]) -> M:
         for e in err.errors():
             loc = ".".join(str(p) for p in e["loc"])
             field = f"{cloud}.{loc}" if loc else cloud
-            msg = (
-                "unknown field (check the spelling)" if e["type"] == "extra_forbidden" else e["msg"]
-            )
+            msg = e["msg"]
+            if e["type"] == "extra_forbidden":
+                msg = "unknown field (check the spelling)"
+            elif e["type"] == "string_pattern_mismatch":
+                hint = _PATTERN_HINTS.get(str(e["loc"][-1]), "in the expected format")
+                msg = f"{e.get('input')!r} is not {hint}"
             lines.append(f"{field}: {msg}")
         raise InvalidConfigError(
             "; ".join(lines), pool=pool.name, operation="configure", code="InvalidPoolSpec"

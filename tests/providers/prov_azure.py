@@ -66,6 +66,7 @@ class _Vm:
 class _ScaleSet:
     name: str
     capacity: int = 0
+    priority: str = "Regular"
     vms: dict[int, _Vm] = field(default_factory=dict)
     counter: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -86,9 +87,9 @@ class ArmFake:
 
     # --- set-up ---------------------------------------------------------------------------
 
-    def create(self, name: str, *, capacity: int = 0) -> None:
+    def create(self, name: str, *, capacity: int = 0, priority: str = "Regular") -> None:
         with self._lock:
-            ss = _ScaleSet(name)
+            ss = _ScaleSet(name, priority=priority)
             self.scale_sets[name.lower()] = ss
             self._grow(ss, capacity, fault="")
         self.settle()
@@ -165,7 +166,7 @@ class ArmFake:
             "properties": {
                 "provisioningState": state,
                 "orchestrationMode": "Uniform",
-                "virtualMachineProfile": {"priority": "Regular"},
+                "virtualMachineProfile": {"priority": ss.priority},
             },
         }
 

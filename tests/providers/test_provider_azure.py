@@ -116,7 +116,7 @@ def test_cores_quota_is_quota_error(azure_harness: AzureHarness) -> None:
 
 def test_template_uses_the_scale_set_sku_and_marks_spot(azure_cloud: AzureCloud) -> None:
     name = unique_name("vmss-spot")
-    azure_cloud.fake.create(name)
+    azure_cloud.fake.create(name, priority="Spot")
     pool = contract_pool(
         "azure",
         groupId=name,
@@ -128,3 +128,4 @@ def test_template_uses_the_scale_set_sku_and_marks_spot(azure_cloud: AzureCloud)
     assert t.instance_type == "Standard_ND96asr_v4"
     assert t.labels["kubernetes.azure.com/scalesetpriority"] == "spot"
     assert "kubernetes.azure.com/scalesetpriority=spot:NoSchedule" in t.taints
+    assert t.labels["dlscaler.io/capacity-type"] == "spot"

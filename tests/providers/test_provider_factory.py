@@ -48,11 +48,11 @@ def pool(provider: str, **fields: Any) -> PoolModel:
         (pool("gcp", groupId="m", gcp={"project": "my-project"}), "zone or region is required"),
         (
             pool("gcp", groupId="m", zone="z", gcp={"project": "Bad_Project"}),
-            "gcp.project: String should match",
+            "gcp.project: 'Bad_Project' is not a GCP project id",
         ),
         (
             pool("azure", groupId="v", azure={"subscriptionId": "nope", "resourceGroup": "rg"}),
-            "azure.subscriptionId: String should match",
+            "azure.subscriptionId: 'nope' is not an Azure subscription id",
         ),
         (
             pool("azure", groupId="v", azure={"subscriptionId": SUBSCRIPTION}),
