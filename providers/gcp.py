@@ -50,6 +50,8 @@ from providers.settings import GcpSettings, parse_settings, require
 from providers.template import build_template
 
 SCHEME = "gce"
+MAX_DELETE_BATCH = 1000
+"""deleteInstances takes at most this many instances per request."""
 _INSTANCE_URL = re.compile(r"projects/([^/]+)/zones/([^/]+)/instances/([^/?]+)$")
 _PENDING_ACTIONS = {
     "CREATING",
@@ -367,6 +369,7 @@ class ManagedInstanceGroupProvider:
             delete=delete,
             retrier=self.retrier,
             pool=self._pool.name,
+            batch_size=MAX_DELETE_BATCH,
         )
 
     def node_template(self) -> NodeTemplate:
