@@ -4,9 +4,9 @@ A pool's "instances" are ``Node`` objects labelled ``dlscaler.io/pool=<pool>`` t
 plays the kubelet for (annotation ``kwok.x-k8s.io/node: fake``). Each carries
 ``nvidia.com/gpu`` capacity, the pool's labels and taints, ``spec.providerID =
 kwok://<pool>/<node>``, and the ``node.kubernetes.io/not-ready`` taint until kwok reports it
-Ready (after ``kwok.readyDelaySeconds``, default the pool's ``provisioningDelaySeconds``), so
-requested nodes are in flight before they can take pods, as in a cloud. The group's state
-lives in the cluster: a restarted controller sees the same target.
+Ready after the pool's ``provisioningDelaySeconds``, so requested nodes are in flight before
+they can take pods, as in a cloud. The group's state lives in the cluster: a restarted
+controller sees the same target.
 
 ``kwok.availableNodes`` simulates a stockout (a scale-up past it raises CapacityError), so
 the policy's next-pool fallback can be exercised end to end.
@@ -117,11 +117,8 @@ class KwokProvider:
         self.available_nodes: int | None = settings.available_nodes
         """Simulated capacity (``kwok.availableNodes``); a demo or test may change it while
         running to start or end a stockout."""
-        self._ready_delay_s = (
-            settings.ready_delay_s
-            if settings.ready_delay_s is not None
-            else pool.provisioning_delay_s
-        )
+        # Nodes are in flight as long as the policy expects a cloud's to be.
+        self._ready_delay_s = pool.provisioning_delay_s
 
     @property
     def group_id(self) -> str:

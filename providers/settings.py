@@ -76,10 +76,6 @@ class KwokSettings(_Strict):
         "", alias="nodeNamePrefix", pattern=r"^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40
     )
     """Defaults to ``kwok-<pool>-``."""
-    ready_delay_s: float | None = Field(None, alias="readyDelaySeconds", ge=0, le=3600)
-    """How long a new node stays not-ready (kwok's stage delay); defaults to the pool's
-    ``provisioningDelaySeconds``, so requested nodes are in flight as long as the policy
-    expects."""
 
 
 class FakeSettings(_Strict):
