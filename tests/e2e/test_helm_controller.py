@@ -169,14 +169,15 @@ def test_the_installed_controller_runs_a_dljob_under_the_charts_rbac_alone(
         "rbac": {"kwokNodes": True},  # the kwok pool creates and deletes fake Nodes
         "nodePools": [pool],
         "controller": {
+            # This test's objects only (the cluster is shared): the chart's own NodePools.
+            "watchNamespaces": [scope.namespace],
+            "nodePoolSelector": f"app.kubernetes.io/instance={RELEASE}",
+            # Test speed.
             "reconcileIntervalSeconds": 1,
-            # Test speed, and this test's objects only (the cluster is shared).
-            "extraArgs": [
-                f"--watch-namespace={scope.namespace}",
-                f"--nodepool-selector=app.kubernetes.io/instance={RELEASE}",
-                "--min-pass-gap=0.2", "--backoff=20", "--max-provisioning=30",
-                "--call-timeout=10", "--history-step=1", "--persist-every=1",
-            ],
+            "backoffSeconds": 20,
+            "maxProvisioningSeconds": 30,
+            "extraArgs": ["--min-pass-gap=0.2", "--call-timeout=10", "--history-step=1",
+                          "--persist-every=1"],
         },
         "leaderElection": {"leaseDurationSeconds": 5, "renewIntervalSeconds": 1},
         # The in-cluster replicas have no image to run here: keep them unscheduled.

@@ -325,3 +325,38 @@ def test_every_value_is_documented_in_values_yaml() -> None:
             ancestors.append((indent, previous.startswith("#")))
         previous = stripped
     assert not undocumented, f"values.yaml values without a comment: {undocumented}"
+
+
+def test_every_controller_argument_the_chart_passes_exists(tmp_path: Path) -> None:
+    """The Deployment's args against `dlscaler run`'s own options, with every optional one
+    switched on, so a renamed option fails here rather than in a CrashLoopBackOff."""
+    import typer
+
+    from dlscaler.cli import app
+
+    values = {
+        "controller": {
+            "watchNamespaces": ["a", "b"],
+            "nodePoolSelector": "team=ml",
+            "prometheusUrl": "http://prometheus:9090",
+            "extraArgs": [],
+        }
+    }
+    path = tmp_path / "v.yaml"
+    path.write_text(yaml.safe_dump(values))
+    args_by_mode = []
+    for extra in ([], ["--set", "replicaCount=1", "--set", "leaderElection.enabled=false"]):
+        deploy = only(render("-f", str(path), *extra), "Deployment")
+        args_by_mode.append(deploy["spec"]["template"]["spec"]["containers"][0]["args"])
+    run = typer.main.get_command(app).get_command(None, "run")  # type: ignore[attr-defined]
+    assert run is not None, "dlscaler run is missing"
+    options = {o for p in run.params for o in (*p.opts, *p.secondary_opts)}
+    for args in args_by_mode:
+        assert args[0] == "run"
+        for arg in args[1:]:
+            assert arg.split("=", 1)[0] in options, f"dlscaler run has no {arg.split('=')[0]}"
+    flat = " ".join(args_by_mode[0])
+    for expected in ("--watch-namespace=a", "--watch-namespace=b", "--nodepool-selector=team=ml",
+                     "--prometheus-url=http://prometheus:9090", "--leader-elect"):  # fmt: skip
+        assert expected in flat
+    assert "--no-leader-elect" in args_by_mode[1]

@@ -210,7 +210,9 @@ def controller_reasons() -> set[str]:
             continue
         text = source.read_text()
         # Events: record(obj, NORMAL, "Reason", ...), step.event(WARNING, "Reason", ...)
-        names |= set(re.findall(r"\b(?:NORMAL|WARNING)\s*,\s*\"(\w+)\"", text))
+        names |= set(
+            re.findall(r"(?:\bNORMAL|\bWARNING|\"Normal\"|\"Warning\")\s*,\s*\"(\w+)\"", text)
+        )
         # A reason chosen by an expression: reason = "A" if ... else "B"
         for line in re.findall(r"^\s*reason\s*=\s*(.+)$", text, flags=re.MULTILINE):
             names |= set(re.findall(r"\"([A-Z]\w+)\"", line))
@@ -224,14 +226,14 @@ def controller_reasons() -> set[str]:
             for kind, reason in re.findall(pattern, text):
                 names |= {kind, reason}
         names |= set(re.findall(r"\"type\":\s*\"([A-Z]\w+)\"", text))
-    return names
+    return names - {"Normal", "Warning"}  # NORMAL, WARNING = "Normal", "Warning"
 
 
 def test_troubleshooting_explains_every_event_and_condition() -> None:
     names = controller_reasons()
     # The extraction must keep finding what it was written for.
     assert {
-        "Admitted", "Unschedulable", "ScaledUp", "ScaleFailed", "DeadlineExceeded",
+        "Admitted", "Unschedulable", "ScaledUp", "ScaleFailed", "DeadlineExceeded", "Rescaled",
         "Schedulable", "NoFittingPool", "Available", "BackedOff",
     } <= names  # fmt: skip
     documented = set(re.findall(r"`([A-Z]\w+)`", read("troubleshooting.md")))
