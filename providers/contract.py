@@ -350,13 +350,22 @@ def check_missing_group_is_invalid_config(h: Harness) -> None:
 
 
 def check_errors_carry_pool_and_operation(h: Harness) -> None:
-    p = h.missing_group()
+    if "permission" in h.faults:
+        p = h.group()
+        h.inject("permission", "scale")
+        call = "set_target_size"
+    else:
+        p, call = h.missing_group(), "describe"
     try:
-        p.set_target_size(1)
+        if call == "set_target_size":
+            p.set_target_size(1)
+        else:
+            p.describe()
     except ProviderError as err:
         assert err.pool and err.operation, (err.pool, err.operation)
+        assert err.pool in str(err) and err.operation in str(err)
     else:
-        raise AssertionError("scaling a group that does not exist did not fail")
+        raise AssertionError("a call that the cloud refused did not raise")
 
 
 def check_pending_instances_count_toward_target(h: Harness) -> None:
