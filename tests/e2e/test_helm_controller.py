@@ -1,12 +1,17 @@
 """The controller as the chart installs it, under the chart's RBAC alone.
 
-`helm install` into the session's control plane (a kwok NodePool among the values), then
-the controller is started outside the cluster exactly as the Deployment would start it:
-the container's arguments and environment, the policy file from the mounted ConfigMap,
-and the ServiceAccount's own token (`kubectl create token`) instead of an admin
-certificate. The DLJob scenario of the operator's e2e tests must then pass: the pool
-scales to exactly the gang's nodes, the job runs and succeeds, the pool returns to zero.
-Finally `helm uninstall` must leave nothing behind.
+`helm install` into the control plane (a kwok NodePool among the values), then the
+controller is started outside the cluster exactly as the Deployment would start it: the
+container's arguments and environment, the policy file from the mounted ConfigMap, and the
+ServiceAccount's own token (`kubectl create token`) instead of an admin certificate.
+
+1. On the session's cluster: the DLJob scenario of the operator's e2e tests must pass (the
+   pool scales to exactly the gang's nodes, the job runs and succeeds, the pool returns to
+   zero) with no request refused; then `helm uninstall` must leave nothing behind.
+2. On a cluster of its own with the API server's audit log on: DLJobs (one with a TTL, one
+   failing into gang restarts) and a load-scaled DLService; every rule the chart grants
+   must show up in the audit log of the ServiceAccount's requests, or have a stated reason
+   (RARELY_USED): the chart grants exactly what the controller uses.
 """
 
 from __future__ import annotations
@@ -16,12 +21,16 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from op_fixtures import cluster_fixture, scope_fixture  # noqa: F401 - fixtures
 from op_harness import (
     REPO_ROOT,
@@ -37,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helm"))
 
 from chart_harness import CHART, helm_on, service_account_kubeconfig
 
-from controller.devcluster import DevCluster, wait_until
+from controller.devcluster import DevCluster, DevClusterError, find_bin_dir, wait_until
 
 RELEASE = "dlscaler"
 
@@ -260,3 +269,210 @@ def test_the_installed_controller_runs_a_dljob_under_the_charts_rbac_alone(
         wait_until(nothing_left, 60, "the release's objects to be gone")
     except Exception:
         pytest.fail(f"left behind by helm uninstall: {sorted(left)}")
+
+
+# --- the chart grants nothing the controller does not use ---------------------------------
+
+AUDIT_NS = "dlscaler-audit"
+AUDIT_USER = f"system:serviceaccount:{AUDIT_NS}:{RELEASE}"
+
+# Grants the audited run below does not exercise, each with the code path that needs it.
+# Any other unused grant fails the test: the chart must not grant what nothing uses.
+RARELY_USED = {
+    ("", "pods/eviction", "create"): "draining a node that still runs evictable pods",
+    ("", "pods", "get"): "a worker pod that already exists (create answered 409)",
+    ("", "services", "get"): "a Service that already exists (create answered 409)",
+    ("apps", "deployments", "get"): "a Deployment that already exists (create answered 409)",
+    ("coordination.k8s.io", "leases", "create"): "the chart's Lease was deleted by hand",
+    ("", "configmaps", "create"): "the chart's state ConfigMap was deleted by hand",
+}
+
+
+@dataclass
+class AuditedCluster(DevCluster):
+    """The control plane with the API server's audit log on, recording every request of the
+    controller's ServiceAccount (verb, resource, subresource, response code)."""
+
+    def _apiserver_argv(self, pki: Any) -> list[str]:
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(json.dumps({
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived", "ResponseStarted"],
+            "rules": [{"level": "Metadata", "users": [AUDIT_USER]}, {"level": "None"}],
+        }))  # fmt: skip
+        return [
+            *super()._apiserver_argv(pki),
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-mode=blocking",
+        ]
+
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
+
+    def requests(self) -> list[dict[str, Any]]:
+        lines = self.audit_log.read_text().splitlines() if self.audit_log.exists() else []
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+class QueryApi(ThreadingHTTPServer):
+    """Prometheus's /api/v1/query on loopback, answering ``value`` to every query."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = json.dumps(
+                    {
+                        "status": "success",
+                        "data": {
+                            "resultType": "vector",
+                            "result": [{"metric": {}, "value": [0, str(api.value)]}],
+                        },
+                    }
+                )
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, format: str, *args: Any) -> None:
+                del format, args
+
+        super().__init__(("127.0.0.1", 0), Handler)  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def audited_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditedCluster]:
+    """A control plane of its own: audit logging is an API server flag, so the session's
+    cluster cannot have it."""
+    dev = AuditedCluster(workdir=tmp_path_factory.mktemp("audited"), bin_dir=find_bin_dir())
+    try:
+        dev.start()
+    except DevClusterError as err:
+        pytest.fail(f"the audited control plane did not start: {err}", pytrace=False)
+    try:
+        yield dev
+    finally:
+        dev.stop()
+
+
+def test_the_chart_grants_only_what_the_controller_uses(
+    audited_cluster: AuditedCluster, tmp_path: Path
+) -> None:
+    """The installed controller runs a DLJob (with a TTL), a failing DLJob (gang restarts)
+    and a load-scaled DLService under the chart's RBAC; the audit log of its requests must
+    cover every rule the chart grants, except the few paths listed in RARELY_USED."""
+    dev = audited_cluster
+    scope = Scope(namespace="team-a")
+    dev.kubectl("create", "namespace", scope.namespace)
+    wait_until(lambda: dev.kubectl("get", "sa", "default", "-n", scope.namespace,
+                                   check=False).returncode == 0, 30, "the default SA")  # fmt: skip
+    prometheus = QueryApi()
+    threading.Thread(target=prometheus.serve_forever, daemon=True).start()
+    pool = {"name": scope.pool_name(), "provider": "kwok", "gpuType": scope.gpu_type,
+            "gpusPerNode": 8, "maxNodes": 4, "pricePerHour": 10.0,
+            "provisioningDelaySeconds": 2, "idleTimeoutSeconds": 3}  # fmt: skip
+    values = {
+        "rbac": {"kwokNodes": True},
+        "nodePools": [pool],
+        "controller": {
+            "reconcileIntervalSeconds": 1, "backoffSeconds": 20, "maxProvisioningSeconds": 30,
+            "prometheusUrl": prometheus.url, "serviceStabilizationSeconds": 3,
+            "extraArgs": ["--min-pass-gap=0.2", "--call-timeout=10", "--history-step=1",
+                          "--persist-every=1"],
+        },
+        "leaderElection": {"leaseDurationSeconds": 5, "renewIntervalSeconds": 1},
+        "nodeSelector": {"dlscaler.io/e2e-no-such-node": "true"},
+    }  # fmt: skip
+    (tmp_path / "values.json").write_text(json.dumps(values))
+    helm_on(dev.kubeconfig, "install", RELEASE, str(CHART), "-n", AUDIT_NS, "--create-namespace",
+            "-f", str(tmp_path / "values.json"))  # fmt: skip
+    deployment = dev.get_json("deployment", RELEASE, "-n", AUDIT_NS)
+    policy = dev.get_json("configmap", f"{RELEASE}-policy", "-n", AUDIT_NS)["data"]
+    token = dev.kubectl("create", "token", RELEASE, "-n", AUDIT_NS, "--duration=1h").stdout
+    kubeconfig = service_account_kubeconfig(dev.kubeconfig, token.strip(), AUDIT_NS,
+                                            tmp_path / "sa.kubeconfig")  # fmt: skip
+    ctl = InstalledController(dev, scope, tmp_path, deployment=deployment,
+                              config_maps={f"{RELEASE}-policy": policy},
+                              kubeconfig=kubeconfig).start()  # fmt: skip
+    cluster = Cluster(dev, scope)
+    try:
+        cluster.apply(
+            dljob(scope, "train", workers=2, gpus_per_worker=8, run_s=2,
+                  runPolicy={"ttlSecondsAfterFinished": 1}),
+            dljob(scope, "flaky", workers=1, gpus_per_worker=8, run_s=1, result="Failed",
+                  runPolicy={"backoffLimit": 1}),
+        )  # fmt: skip
+        cluster.wait(lambda: dev.kubectl("get", "dljob", "train", "-n", scope.namespace,
+                                         check=False).returncode != 0,
+                     90, "the finished DLJob to be deleted after its TTL")  # fmt: skip
+        cluster.wait(lambda: cluster.job_phase("flaky") == "Failed", 90, "flaky to fail")
+        prometheus.value = 15.0  # two replicas' worth at 10 requests/s each
+        cluster.apply(
+            {
+                "apiVersion": "dlscaler.io/v1alpha1", "kind": "DLService",
+                "metadata": {"name": "llm", "namespace": scope.namespace},
+                "spec": {"minReplicas": 1, "maxReplicas": 4, "gpusPerReplica": 4,
+                         "gpuType": scope.gpu_type,
+                         "target": {"requestsPerSecondPerReplica": 10,
+                                    "prometheusQuery": "sum(rate(requests_total[1m]))"},
+                         "template": {"spec": {"containers": [{"name": "srv",
+                                                               "image": "srv:1"}]}}},
+            }
+        )  # fmt: skip
+
+        def service(key: str) -> Any:
+            obj = dev.get_json("dlservice", "llm", "-n", scope.namespace)
+            return (
+                (obj.get("status") or {}).get(key)
+                if key != "replicas"
+                else obj["spec"].get("replicas")
+            )
+
+        cluster.wait(lambda: service("readyReplicas") == 2, 90, "2 ready DLService replicas")
+        prometheus.value = 5.0
+        cluster.wait(lambda: service("replicas") == 1, 60, "the DLService scaled down to 1")
+        dev.kubectl("delete", "dlservice", "llm", "-n", scope.namespace)
+        cluster.wait(lambda: not cluster.pool_nodes(), 90, "the pool back to 0 nodes")
+    finally:
+        ctl.stop()
+        prometheus.shutdown()
+        print(ctl.log_tail(120))
+
+    used: set[tuple[str, str, str]] = set()
+    refused = []
+    for event in dev.requests():
+        ref = event.get("objectRef") or {}
+        if not ref.get("resource"):
+            continue  # discovery and other non-resource requests
+        resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        used.add((ref.get("apiGroup", ""), resource, event["verb"]))
+        if (event.get("responseStatus") or {}).get("code") == 403:
+            refused.append(f"{event['verb']} {event['requestURI']}")
+    assert not refused, f"requests the chart's RBAC refused: {refused[:10]}"
+    docs = [d for d in manifest_docs(dev, AUDIT_NS) if d["kind"] in ("ClusterRole", "Role")]
+    granted = {
+        (group, resource, verb)
+        for role in docs for rule in role["rules"]
+        for group in rule["apiGroups"] for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }  # fmt: skip
+    assert used <= granted, f"used but not granted: {sorted(used - granted)}"
+    unused = granted - used
+    unexplained = sorted(unused - set(RARELY_USED))
+    assert not unexplained, f"granted but never used, and no reason given: {unexplained}"
+    print("granted and unused:", {g: RARELY_USED[g] for g in sorted(unused)})
+
+
+def manifest_docs(dev: DevCluster, namespace: str) -> list[dict[str, Any]]:
+    out = helm_on(dev.kubeconfig, "get", "manifest", RELEASE, "-n", namespace).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
