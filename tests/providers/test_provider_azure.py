@@ -3,6 +3,8 @@ polling over TLS, the exact role actions named, Retry-After, and a failed alloca
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from prov_azure import RESOURCE_GROUP, SUBSCRIPTION, AzureCloud, AzureHarness
 from prov_harness import contract_pool, test_retrier, unique_name
@@ -129,3 +131,17 @@ def test_template_uses_the_scale_set_sku_and_marks_spot(azure_cloud: AzureCloud)
     assert t.labels["kubernetes.azure.com/scalesetpriority"] == "spot"
     assert "kubernetes.azure.com/scalesetpriority=spot:NoSchedule" in t.taints
     assert t.labels["dlscaler.io/capacity-type"] == "spot"
+
+
+def test_no_token_reaches_the_logs(
+    azure_harness: AzureHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    p = azure_harness.group(target=1)
+    azure_harness.inject("throttle", "read")
+    azure_harness.inject("permission", "scale")
+    with pytest.raises(PermissionDeniedError) as err:
+        p.set_target_size(2)
+    assert caplog.records, "retries are logged (kind and code)"
+    assert "loopback-test-token" not in caplog.text
+    assert "loopback-test-token" not in str(err.value)
