@@ -2,9 +2,8 @@
 
 An ASG is scaled with ``SetDesiredCapacity`` and shrunk by naming the instance
 (``TerminateInstanceInAutoScalingGroup`` with ``ShouldDecrementDesiredCapacity``), so the
-idle node the policy chose is the one that goes. An EKS managed node group is scaled with
-``UpdateNodegroupConfig``; its named instances are removed through the node group's own
-ASG, as cluster-autoscaler does. Stockouts and quota failures arrive after the target was
+idle node the policy chose is the one that goes. EKS managed node groups are in
+:mod:`providers.aws_eks`; they share the Auto Scaling calls here (:class:`Asg`). Stockouts and quota failures arrive after the target was
 accepted, in the ASG's scaling activities (or the node group's health issues): they are
 reported as ``GroupDescription.scale_up_error``, and a scale-up that already sees its launch
 fail lowers the target back and raises :class:`~dlscaler.pool.CapacityError`.
@@ -28,7 +27,6 @@ from dlscaler.pool import (
     InvalidConfigError,
     NodePoolProvider,
     NodeTemplate,
-    NotFoundError,
     ProviderError,
 )
 from providers.aws_errors import classify_launch_failure, map_aws_error
@@ -56,11 +54,6 @@ _STATES = {
     "Standby": InstanceState.RUNNING,
     "EnteringStandby": InstanceState.RUNNING,
 }
-_EKS_TAINT_EFFECTS = {
-    "NO_SCHEDULE": "NoSchedule",
-    "NO_EXECUTE": "NoExecute",
-    "PREFER_NO_SCHEDULE": "PreferNoSchedule",
-}
 
 
 def provider_id(instance: Mapping[str, Any]) -> str:
@@ -72,7 +65,7 @@ def instance_id(pid: str, *, pool: str) -> str:
     return parse_provider_id(pid, SCHEME, pool=pool).rsplit("/", 1)[-1]
 
 
-class _Asg:
+class Asg:
     """The Auto Scaling calls both pool kinds make, mapped and retried."""
 
     def __init__(self, autoscaling: Any, ec2: Any, call: CloudCall) -> None:
@@ -169,7 +162,7 @@ class _Asg:
 class AutoScalingGroupProvider:
     """One EC2 Auto Scaling group."""
 
-    def __init__(self, pool: PoolModel, name: str, asg: _Asg) -> None:
+    def __init__(self, pool: PoolModel, name: str, asg: Asg) -> None:
         self._pool = pool
         self._name = name
         self._asg = asg
@@ -321,140 +314,6 @@ class AutoScalingGroupProvider:
         return self._pool.instance_type
 
 
-class NodegroupProvider:
-    """One EKS managed node group."""
-
-    def __init__(self, pool: PoolModel, cluster: str, nodegroup: str, eks: Any, asg: _Asg) -> None:
-        self._pool = pool
-        self._cluster = cluster
-        self._nodegroup = nodegroup
-        self._eks = eks
-        self._asg = asg
-        self._template: NodeTemplate | None = None
-
-    @property
-    def group_id(self) -> str:
-        return self._nodegroup
-
-    @property
-    def retrier(self) -> Retrier:
-        return self._asg.call.retrier
-
-    def _describe_nodegroup(self, *, once: bool = False) -> dict[str, Any]:
-        run = self._asg.call.once if once else self._asg.call
-        try:
-            response = run(
-                "DescribeNodegroup",
-                lambda: self._eks.describe_nodegroup(
-                    clusterName=self._cluster, nodegroupName=self._nodegroup
-                ),
-                permission="eks:DescribeNodegroup",
-            )
-        except NotFoundError as err:
-            raise InvalidConfigError(
-                f"no EKS node group {self._nodegroup!r} in cluster {self._cluster!r} "
-                f"({self._pool.region}): check aws.clusterName and the pool's groupId "
-                f"(or aws.nodegroupName); AWS said: {err.message}",
-                pool=self._pool.name,
-                operation="describe",
-                code=err.code,
-            ) from err
-        return dict(response["nodegroup"])
-
-    def _asg_names(self, nodegroup: Mapping[str, Any]) -> list[str]:
-        return [g["name"] for g in nodegroup.get("resources", {}).get("autoScalingGroups", [])]
-
-    def _instances(
-        self, nodegroup: Mapping[str, Any], *, once: bool = False
-    ) -> tuple[Instance, ...]:
-        names = self._asg_names(nodegroup)
-        return self._asg.instances(self._asg.groups(names, once=once)) if names else ()
-
-    def describe(self) -> GroupDescription:
-        ng = self._describe_nodegroup()
-        scaling = ng.get("scalingConfig", {})
-        desc = GroupDescription(
-            group_id=self._nodegroup,
-            min_size=int(scaling.get("minSize", 0)),
-            max_size=int(scaling.get("maxSize", 0)),
-            target_size=int(scaling.get("desiredSize", 0)),
-            instances=self._instances(ng),
-        )
-        if len(live(desc.instances)) < desc.target_size:
-            for issue in ng.get("health", {}).get("issues", []):
-                error = classify_launch_failure(
-                    f"{issue.get('code', '')}: {issue.get('message', '')}"
-                )
-                if error is not None:
-                    error.pool, error.operation = self._pool.name, "describe"
-                    return replace(desc, scale_up_error=error)
-        return desc
-
-    def set_target_size(self, size: int) -> None:
-        desc = self.describe()
-        check_target(size, desc, pool=self._pool.name, bounds_from="the node group's scalingConfig")
-        if size == desc.target_size:
-            return
-        self._asg.call(
-            "UpdateNodegroupConfig",
-            lambda: self._eks.update_nodegroup_config(
-                clusterName=self._cluster,
-                nodegroupName=self._nodegroup,
-                scalingConfig={"desiredSize": size},
-            ),
-            permission="eks:UpdateNodegroupConfig",
-        )
-
-    def delete_instances(self, provider_ids: Sequence[str]) -> None:
-        ids = list(provider_ids)
-        for pid in ids:
-            instance_id(pid, pool=self._pool.name)
-        if not ids:
-            return
-        check_delete(self.describe(), ids, pool=self._pool.name)
-
-        def present() -> dict[str, Instance]:
-            ng = self._describe_nodegroup(once=True)
-            return {i.provider_id: i for i in self._instances(ng, once=True)}
-
-        delete_until_gone(
-            ids,
-            list_instances=present,
-            delete=lambda batch: self._asg.terminate(batch[0], pool=self._pool.name),
-            retrier=self.retrier,
-            pool=self._pool.name,
-            batch_size=1,
-        )
-
-    def node_template(self) -> NodeTemplate:
-        if self._template is None:
-            ng = self._describe_nodegroup()
-            types = ng.get("instanceTypes") or [self._pool.instance_type]
-            instance_type = str(types[0] or "")
-            facts = self._asg.gpu_facts(instance_type) if instance_type else {}
-            capacity = str(ng.get("capacityType", "ON_DEMAND"))
-            labels = {
-                **{str(k): str(v) for k, v in (ng.get("labels") or {}).items()},
-                "eks.amazonaws.com/nodegroup": self._nodegroup,
-                "eks.amazonaws.com/capacityType": capacity,
-            }
-            labels[CAPACITY_TYPE_LABEL] = "spot" if capacity == "SPOT" else "on-demand"
-            taints = [_eks_taint(t) for t in ng.get("taints") or []]
-            self._template = build_template(
-                self._pool,
-                instance_type=instance_type,
-                extra_labels=labels,
-                extra_taints=taints,
-                **facts,
-            )
-        return self._template
-
-
-def _eks_taint(taint: Mapping[str, Any]) -> str:
-    effect = _EKS_TAINT_EFFECTS.get(str(taint.get("effect", "")), "NoSchedule")
-    return f"{taint['key']}={taint.get('value', '')}:{effect}"
-
-
 def _tag_template(tags: Sequence[Mapping[str, Any]]) -> tuple[dict[str, str], list[str]]:
     """Labels and taints declared on the ASG the way cluster-autoscaler reads them."""
     labels: dict[str, str] = {}
@@ -511,9 +370,7 @@ def from_pool(
         ec2 = ec2 or session.client("ec2", region_name=region, config=config)
         if settings.cluster_name:
             eks = eks or session.client("eks", region_name=region, config=config)
-    asg = _Asg(
-        autoscaling, ec2, CloudCall(pool=pool.name, retrier=retrier, map_error=map_aws_error)
-    )
+    asg = Asg(autoscaling, ec2, CloudCall(pool=pool.name, retrier=retrier, map_error=map_aws_error))
     if settings.cluster_name:
         nodegroup = settings.nodegroup_name or require(
             pool,
@@ -521,6 +378,8 @@ def from_pool(
             pool.group_id,
             "the EKS managed node group's name (or aws.nodegroupName)",
         )
+        from providers.aws_eks import NodegroupProvider
+
         return NodegroupProvider(pool, settings.cluster_name, nodegroup, eks, asg)
     name = settings.auto_scaling_group_name or require(
         pool,
