@@ -3,10 +3,12 @@
 An ASG is scaled with ``SetDesiredCapacity`` and shrunk by naming the instance
 (``TerminateInstanceInAutoScalingGroup`` with ``ShouldDecrementDesiredCapacity``), so the
 idle node the policy chose is the one that goes. EKS managed node groups are in
-:mod:`providers.aws_eks`; they share the Auto Scaling calls here (:class:`Asg`). Stockouts and quota failures arrive after the target was
-accepted, in the ASG's scaling activities (or the node group's health issues): they are
-reported as ``GroupDescription.scale_up_error``, and a scale-up that already sees its launch
-fail lowers the target back and raises :class:`~dlscaler.pool.CapacityError`.
+:mod:`providers.aws_eks`; they share the Auto Scaling calls here (:class:`Asg`).
+
+Stockouts and quota failures arrive after the target was accepted, in the ASG's scaling
+activities (or the node group's health issues): they are reported as
+``GroupDescription.scale_up_error``, and a scale-up that already sees its launch fail
+lowers the target back and raises :class:`~dlscaler.pool.CapacityError`.
 
 Credentials come from boto3's default chain (IRSA web identity, EKS Pod Identity, instance
 profile); botocore's own retries are off, the adapter's :class:`~providers.retry.Retrier`
