@@ -1,10 +1,26 @@
-"""The forecast a simulated controller would have: fitted only on demand observed so far."""
+"""The forecast a simulated controller would have: fitted only on demand observed so far.
+
+The simulator calls :meth:`observe` once per sample step with the GPUs requested at that
+moment (pending plus running gangs, what the controller sees) and :meth:`forecast` when the
+policy decides. Nothing from the trace's future reaches the forecaster.
+"""
 
 from __future__ import annotations
+
+import numpy as np
 
 from dlscaler.config import PolicyConfig
 from dlscaler.model import EMPTY_FORECAST, Forecast
 from simulator.runner import ForecastSource
+
+HISTORY_S = 15 * 86_400.0
+"""How much history the forecaster is given: two weekly seasons and a day, enough for
+every model while keeping each refit bounded on a long trace."""
+SIM_MODELS: tuple[str, ...] = ("naive", "naive-quantiles", "seasonal-naive-daily")
+"""The candidates a simulated controller chooses among. Replaying months of history means
+tens of thousands of forecasts and hundreds of refits per run (and per tuning trial), so
+the simulator uses the models that cost milliseconds; ``dlscaler forecast`` measures how
+much the slower ones would add on a given trace."""
 
 
 class NoForecast:
@@ -18,6 +34,75 @@ class NoForecast:
         return EMPTY_FORECAST
 
 
+class PredictorForecast:
+    """The predictors' automatic chooser over the demand observed so far."""
+
+    def __init__(
+        self,
+        *,
+        quantiles: tuple[float, ...],
+        horizon_s: float,
+        step_s: float = 300.0,
+        history_s: float = HISTORY_S,
+        models: tuple[str, ...] = SIM_MODELS,
+        every_steps: int = 3,
+        refit_every_s: float = 86_400.0,
+    ) -> None:
+        from predictors.auto import AutoForecaster
+        from predictors.registry import CANDIDATES
+
+        unknown = [m for m in models if m not in CANDIDATES]
+        if unknown:
+            raise ValueError(f"unknown forecast model(s) {unknown}; choose from {list(CANDIDATES)}")
+        self.step_s = step_s
+        self.horizon_s = horizon_s
+        self.every_steps = every_steps
+        self.max_points = max(1, int(history_s // step_s))
+        self.auto = AutoForecaster(
+            horizon_s=horizon_s,
+            quantiles=quantiles,
+            candidates={m: CANDIDATES[m] for m in models},
+            refit_every_s=refit_every_s,
+        )
+        self._values = np.zeros(1024)
+        self._n = 0
+        self._start_s: float | None = None
+        self._cached: Forecast = EMPTY_FORECAST
+        self._cached_n = -1
+
+    def observe(self, now_s: float, demand_gpus: float) -> None:
+        if self._start_s is None:
+            self._start_s = now_s
+        if self._n == len(self._values):
+            self._values = np.concatenate([self._values, np.zeros(len(self._values))])
+        self._values[self._n] = demand_gpus
+        self._n += 1
+
+    def forecast(self, now_s: float) -> Forecast:
+        # A new forecast every ``every_steps`` observations (a controller's forecast loop
+        # runs slower than its decision loop); in between, the last one stands.
+        if self._start_s is None or self._n - self._cached_n < self.every_steps:
+            return self._cached
+        from predictors.base import Series
+
+        first = max(0, self._n - self.max_points)
+        series = Series(
+            values=self._values[first : self._n],
+            step_s=self.step_s,
+            start_s=self._start_s + first * self.step_s,
+        )
+        self._cached = self.auto.forecast(now_s, self.horizon_s, series=series)
+        self._cached_n = self._n
+        return self._cached
+
+
 def default_forecast_factory(config: PolicyConfig) -> ForecastSource | None:
-    del config
-    return NoForecast()
+    """The forecaster the controller would run for this policy config."""
+    p = config.predictive
+    quantiles = tuple(sorted({0.1, 0.5, 0.9, p.quantile, p.scale_down_quantile}))
+    # Look far enough ahead for the lead time and the scale-down window.
+    horizon_s = max(3_600.0, config.idle_timeout_s, 900.0 * p.lead_time_factor)
+    try:
+        return PredictorForecast(quantiles=quantiles, horizon_s=horizon_s)
+    except ImportError:
+        return NoForecast()
