@@ -1,9 +1,10 @@
-"""The kopf handlers: thin translations of watch events into "look again" for the loop.
+"""The kopf handlers: thin translations of watch events into the loop's inputs.
 
-Every replica runs them (so a standby's watches are warm when it takes over); they write
-nothing, so they need no leadership. The scaling loop (:mod:`controller.reconcile`) is
-level-triggered: it reads the cluster afresh on each pass, so a handler only decides
-whether an event is relevant (:mod:`controller.triggers`) and, if so, wakes the loop.
+Every replica runs them (so a standby's cache is warm when it takes over); they write
+nothing to the cluster, so they need no leadership. Each event updates the object cache
+(:mod:`controller.cache`) and, if it is relevant (:mod:`controller.triggers`), wakes the
+scaling loop (:mod:`controller.reconcile`), which is level-triggered: it decides from the
+whole current state, never from the event itself.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import kopf
 import pykube
 
+from controller.cache import ObjectCache
 from controller.names import DLJOBS, DLSERVICES, GROUP, JOB_UID_LABEL, NODEPOOLS, VERSION
 from controller.triggers import ChangeFilter
 
@@ -42,15 +44,21 @@ def register(
     config: pykube.KubeConfig,
     wake: Wake,
     changes: ChangeFilter,
+    cache: ObjectCache | None = None,
     nodepool_selector: dict[str, Any] | None = None,
 ) -> None:
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(config)
 
+    cached = ("DLJob", "DLService", "Node")
+
     def relay(kind: str) -> Callable[..., Any]:
         async def handler(event: kopf.RawEvent, **_: Any) -> None:
-            if changes.changed(kind, event.get("type"), event.get("object") or {}):
+            obj = event.get("object") or {}
+            if cache is not None and kind in cached:
+                cache.observe(kind, event.get("type"), obj)
+            if changes.changed(kind, event.get("type"), obj):
                 wake(kind)
 
         return handler

@@ -148,6 +148,10 @@ class PoolManager:
 
     def describe_all(self, now_s: float) -> None:
         """Ask every idle pool's provider for its group, in parallel, bounded in time."""
+        self.finish_describe(self.start_describe(), now_s)
+
+    def start_describe(self) -> dict[Future[GroupDescription], PoolRuntime]:
+        """Start asking every idle pool's provider for its group (in threads)."""
         futures: dict[Future[GroupDescription], PoolRuntime] = {}
         for rt in self.valid():
             if rt.provider is None or rt.is_busy:
@@ -156,6 +160,12 @@ class PoolManager:
             fut = self.executor.submit(self._call, rt, "describe", provider.describe)
             rt.busy = fut
             futures[fut] = rt
+        return futures
+
+    def finish_describe(
+        self, futures: Mapping[Future[GroupDescription], PoolRuntime], now_s: float
+    ) -> None:
+        """Wait (bounded) for the answers; a pool still describing keeps its last answer."""
         done, _ = wait_futures(list(futures), timeout=self.call_timeout_s)
         for fut, rt in futures.items():
             if fut not in done:

@@ -31,6 +31,7 @@ from typing import Any
 
 from controller import drain, gang, lifecycle
 from controller.admission import Admission
+from controller.cache import ObjectCache
 from controller.clock import format_time, parse_time
 from controller.dljob import ADMITTED, QUEUED, RUNNING, JobView, parse_dljob, parse_pod
 from controller.dlservice import parse_dlservice, pending_gangs
@@ -81,16 +82,36 @@ class PassResult:
     seconds: float = 0.0
 
 
-def read_cluster(
-    kube: Kube, settings: ControllerSettings, io: ThreadPoolExecutor
-) -> ClusterObjects:
-    """Everything a pass needs, listed in parallel."""
+CACHED_KINDS = ("DLJob", "DLService", "Node")
+"""Kinds read from the watch-fed cache (they grow with the cluster); the rest are listed
+each pass (NodePools are few; pods are listed filtered, cluster-wide, since every active
+pod's GPUs count, which the namespaced watches do not cover)."""
+
+
+def _list_kind(kube: Kube, settings: ControllerSettings, kind: str) -> list[Obj]:
     spaces = settings.namespaces
-    jobs_f = io.submit(list_in_namespaces, kube, lambda ns: custom_path(DLJOBS, ns), spaces)
-    pools_f = io.submit(
-        kube.list, custom_path(NODEPOOLS), label_selector=settings.nodepool_selector
-    )
-    nodes_f = io.submit(kube.list, core_path("nodes"))
+    if kind == "DLJob":
+        return list_in_namespaces(kube, lambda ns: custom_path(DLJOBS, ns), spaces)
+    if kind == "DLService":
+        return list_in_namespaces(kube, lambda ns: custom_path(DLSERVICES, ns), spaces)
+    return kube.list(core_path("nodes"))
+
+
+def read_cluster(
+    kube: Kube,
+    settings: ControllerSettings,
+    io: ThreadPoolExecutor,
+    *,
+    nodepools: list[Obj],
+    cache: ObjectCache | None = None,
+) -> ClusterObjects:
+    """Everything a pass needs: from the cache where it is synced, the rest listed in
+    parallel."""
+    spaces = settings.namespaces
+    kinds: dict[str, Future[list[Obj]]] = {}
+    for kind in CACHED_KINDS:
+        if cache is None or not cache.synced(kind, settings.resync_s):
+            kinds[kind] = io.submit(_list_kind, kube, settings, kind)
     # Every active pod holds capacity (ours or not); ours are needed in any phase.
     active_f = io.submit(
         kube.list, core_path("pods"), field_selector="status.phase!=Succeeded,status.phase!=Failed"
@@ -102,32 +123,42 @@ def read_cluster(
         spaces,
         label_selector=JOB_UID_LABEL,
     )
-    services_f = io.submit(list_in_namespaces, kube, lambda ns: custom_path(DLSERVICES, ns), spaces)
-    deployments_f = io.submit(
-        list_in_namespaces,
-        kube,
-        lambda ns: group_path("apps/v1", "deployments", ns),
-        spaces,
-        label_selector=SERVICE_LABEL,
-    )
+    found: dict[str, list[Obj]] = {}
+    for kind in CACHED_KINDS:
+        if kind in kinds:
+            found[kind] = kinds[kind].result()
+            if cache is not None:
+                cache.replace(kind, found[kind])
+        else:
+            assert cache is not None
+            found[kind] = cache.items(kind)
+    services = found["DLService"]
+    deployments: list[Obj] = []
+    if services:
+        deployments = list_in_namespaces(
+            kube,
+            lambda ns: group_path("apps/v1", "deployments", ns),
+            spaces,
+            label_selector=SERVICE_LABEL,
+        )
     pods: dict[str, Obj] = {}
     for pod in [*active_f.result(), *ours_f.result()]:
         pods[pod["metadata"]["uid"]] = pod
-    jobs = jobs_f.result()
-    for job in jobs:
-        job.setdefault("apiVersion", API_VERSION)
-        job.setdefault("kind", "DLJob")
-    nodepools = pools_f.result()
-    for pool in nodepools:
+    for kind, objs in (("DLJob", found["DLJob"]), ("DLService", services)):
+        for obj in objs:
+            obj.setdefault("apiVersion", API_VERSION)
+            obj.setdefault("kind", kind)
+    return ClusterObjects(
+        found["DLJob"], nodepools, found["Node"], list(pods.values()), services, deployments
+    )
+
+
+def list_nodepools(kube: Kube, settings: ControllerSettings) -> list[Obj]:
+    pools = kube.list(custom_path(NODEPOOLS), label_selector=settings.nodepool_selector)
+    for pool in pools:
         pool.setdefault("apiVersion", API_VERSION)
         pool.setdefault("kind", "NodePool")
-    services = services_f.result()
-    for svc in services:
-        svc.setdefault("apiVersion", API_VERSION)
-        svc.setdefault("kind", "DLService")
-    return ClusterObjects(
-        jobs, nodepools, nodes_f.result(), list(pods.values()), services, deployments_f.result()
-    )
+    return pools
 
 
 class Reconciler:
@@ -141,8 +172,11 @@ class Reconciler:
         pools: PoolManager,
         forecasting: Forecasting | None = None,
         store: StateStore | None = None,
+        cache: ObjectCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``cache``: watch-fed objects (:mod:`controller.cache`); without one, every pass
+        lists everything."""
         self.kube = kube
         self.settings = settings
         self.config = settings.policy
@@ -151,9 +185,10 @@ class Reconciler:
         self.pools = pools
         self.forecasting = forecasting or Forecasting(self.config)
         self.store = store
+        self.cache = cache
         self.clock = clock
         self.idle = IdleTracker()
-        self.io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kube-io")
+        self.io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kube-io")
         self.history = DemandHistory(
             step_s=settings.history_step_s, max_points=settings.history_points
         )
@@ -204,11 +239,22 @@ class Reconciler:
 
     def run_once(self) -> PassResult:
         started = time.perf_counter()
+        marks: list[tuple[str, float]] = []
+
+        def mark(phase: str) -> None:
+            marks.append((phase, time.perf_counter()))
+
         now = self.clock()
         self.load_history()
-        objs = read_cluster(self.kube, self.settings, self.io)
-        self.pools.sync(objs.nodepools, now)
-        self.pools.describe_all(now)
+        nodepools = list_nodepools(self.kube, self.settings)
+        self.pools.sync(nodepools, now)
+        describing = self.pools.start_describe()  # the clouds answer while we read
+        objs = read_cluster(
+            self.kube, self.settings, self.io, nodepools=nodepools, cache=self.cache
+        )
+        mark("read")
+        self.pools.finish_describe(describing, now)
+        mark("describe")
         nodes = [parse_node(n) for n in objs.nodes]
         pods = [parse_pod(p) for p in objs.pods]
         jobs = [parse_dljob(j) for j in objs.jobs]
@@ -233,6 +279,7 @@ class Reconciler:
             extra_pending=serving_pending,
         )
         self.metrics.decide_latency.observe(decided.decide_s)
+        mark("plan")
         view, plan, steps = decided.view, decided.plan, dict(decided.steps)
         admissions, waiting, running = decided.admissions, decided.waiting, decided.running
         self.idle.mark_busy(n for a in admissions for n in a.nodes)
@@ -244,8 +291,11 @@ class Reconciler:
         calls += self._continue_drains(nodes, view, now)
         writes += self._apply_services(services, objs.deployments)
         wait_futures(writes)
+        mark("writes")
         retry_soon = self._settle(calls)
+        mark("provider-calls")
         self._write_pool_status(view, now)
+        mark("pool-status")
 
         serving = sum(p.gpus for p in pods if p.service and p.node_name and p.active)
         demand = (
@@ -271,6 +321,19 @@ class Reconciler:
         self.passes += 1
         seconds = time.perf_counter() - started
         self.metrics.reconcile_latency.observe(seconds)
+        if seconds > max(1.0, self.settings.interval_s / 2):
+            last, spent = started, []
+            for phase, at in marks:
+                spent.append(f"{phase} {at - last:.2f}s")
+                last = at
+            log.info(
+                "slow pass (%.1f s): %s; %d jobs, %d pools, %d nodes",
+                seconds,
+                ", ".join(spent),
+                len(jobs),
+                len(view.pools),
+                len(nodes),
+            )
         return PassResult(min(wakes), plan, sorted(a.job.job_id for a in admissions), seconds)
 
     # --- services -------------------------------------------------------------------------
@@ -395,7 +458,9 @@ class Reconciler:
 
     def _patch_job_status(self, job: JobView, status: Mapping[str, Any]) -> None:
         body = {"status": {**status, "observedGeneration": job.generation}}
-        self.kube.merge_patch(custom_path(DLJOBS, job.namespace, job.name, "status"), body)
+        reply = self.kube.merge_patch(custom_path(DLJOBS, job.namespace, job.name, "status"), body)
+        if self.cache is not None and reply.get("metadata"):
+            self.cache.upsert("DLJob", reply)  # the next pass sees it, watch event or not
 
     def _note_waiting(
         self,
@@ -435,6 +500,12 @@ class Reconciler:
                 )
                 estimate = _in_flight_ready(job, pools, now)
             old = job.condition("Schedulable")
+            if (
+                cond[2] == "WaitingForNodes"
+                and old is not None
+                and old.get("reason") == "ScaleUpRequested"
+            ):
+                continue  # the nodes asked for it are on their way: nothing new to say
             same = old is not None and (
                 old.get("status"),
                 old.get("reason"),

@@ -28,6 +28,10 @@ class ControllerSettings:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     interval_s: float = 10.0
     """A pass at least this often; events trigger passes sooner."""
+    resync_s: float = 300.0
+    """List the watched kinds afresh this often (heals what a watch may have missed)."""
+    full_gc_every_s: float = 120.0
+    """A full garbage collection between passes this often (see Operator._collect_garbage)."""
     min_pass_gap_s: float = 0.5
     """Passes never start closer together than this (bursts of events coalesce)."""
     debounce_s: float = 0.2
