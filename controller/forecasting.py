@@ -1,17 +1,24 @@
 """The seam between the controller and the forecasters in ``predictors/``.
 
-The controller keeps the demand history (:mod:`controller.state`) and asks a forecast
-source for quantiles each pass. Only the ``predictive`` policy reads a forecast; for the
-others, and whenever no forecaster can be loaded or a forecaster fails, the forecast is
-empty and the predictive policy falls back to reactive (and its plan says so). A
-forecaster's failure must never stop the scaling loop.
+Only the ``predictive`` policy reads a forecast. For it, the persisted demand history
+(:mod:`controller.state`) is handed to ``predictors.auto.AutoForecaster`` — the automatic
+chooser the simulator also uses — in a background thread every ``every_s``: choosing and
+refitting models can take seconds, and the scaling loop must never wait for it. A pass
+uses the latest forecast there is. With no forecaster installed, no history yet, or a
+forecaster that fails, the forecast is empty and the predictive policy falls back to
+reactive (its plan says so).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import Any, Protocol
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
 
 from controller.state import DemandHistory
 from dlscaler.config import PolicyConfig
@@ -19,75 +26,99 @@ from dlscaler.model import EMPTY_FORECAST, Forecast
 
 log = logging.getLogger("dlscaler.forecasting")
 
-
-class ForecastSource(Protocol):
-    """The simulator's protocol (``simulator.runner.ForecastSource``): demand in, quantiles out."""
-
-    def observe(self, now_s: float, demand_gpus: float) -> None: ...
-
-    def forecast(self, now_s: float) -> Forecast: ...
+MIN_POINTS = 3
 
 
-class NoForecast:
-    def observe(self, now_s: float, demand_gpus: float) -> None:
-        del now_s, demand_gpus
+def forecast_shape(config: PolicyConfig) -> tuple[tuple[float, ...], float]:
+    """The quantiles and horizon the predictive policy reads (as the simulator asks)."""
+    p = config.predictive
+    quantiles = tuple(sorted({0.1, 0.5, 0.9, p.quantile, p.scale_down_quantile}))
+    horizon_s = max(3_600.0, config.idle_timeout_s, 900.0 * p.lead_time_factor)
+    return quantiles, horizon_s
 
-    def forecast(self, now_s: float) -> Forecast:
-        del now_s
-        return EMPTY_FORECAST
 
-
-def _predictor_source(config: PolicyConfig) -> ForecastSource | None:
-    """The automatic forecaster of ``predictors`` if it is installed: a module
-    ``predictors.auto`` with ``forecast_source(config) -> ForecastSource``."""
+def auto_forecaster(config: PolicyConfig) -> Any | None:
+    """``predictors.auto.AutoForecaster`` for this policy, or None if not installed."""
     try:
-        module: Any = importlib.import_module("predictors.auto")
+        from predictors.auto import AutoForecaster
     except ImportError:
         return None
-    factory = getattr(module, "forecast_source", None)
-    if factory is None:
-        return None
-    source: ForecastSource = factory(config)
-    return source
+    quantiles, horizon_s = forecast_shape(config)
+    return AutoForecaster(horizon_s=horizon_s, quantiles=quantiles)
 
 
 class Forecasting:
-    """Feeds the history to the source and shields the loop from its failures."""
-
-    def __init__(self, config: PolicyConfig, source: ForecastSource | None = None) -> None:
+    def __init__(
+        self,
+        config: PolicyConfig,
+        forecaster: Any | None = None,
+        *,
+        every_s: float = 60.0,
+        background: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``forecaster``: anything with ``forecast(now_s, horizon_s, series=Series)``
+        (default: the automatic chooser). ``background=False`` refreshes inline (tests)."""
         self.active = config.policy == "predictive"
-        self.source: ForecastSource = NoForecast()
+        self.every_s = every_s
+        self.clock = clock
+        self.forecaster = None
+        self.horizon_s = forecast_shape(config)[1]
         if self.active:
             try:
-                self.source = source or _predictor_source(config) or NoForecast()
+                self.forecaster = forecaster or auto_forecaster(config)
             except Exception:  # a broken forecaster must not stop the controller
-                log.exception("could not load a forecaster; the predictive policy acts reactively")
-        self.model = type(self.source).__name__
-        self._fed_until_s: float | None = None
+                log.exception("no forecaster; the predictive policy will act reactively")
+        if self.active and self.forecaster is None:
+            log.warning("predictors are not installed: the predictive policy acts reactively")
+        self.model = type(self.forecaster).__name__ if self.forecaster else "none"
+        self._latest = EMPTY_FORECAST
+        self._lock = threading.Lock()
+        self._refreshed_at = -float("inf")
+        self._running: Future[None] | None = None
+        self._executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecast") if background else None
+        )
 
-    def catch_up(self, history: DemandHistory, now_s: float) -> None:
-        """Give the source every finished step of the history it has not seen yet (after a
-        restart: the whole persisted history)."""
-        if not self.active or history.start_s is None:
+    def update(self, history: DemandHistory, now_s: float) -> None:
+        """Start a refresh from ``history`` if one is due and none is running."""
+        if self.forecaster is None or len(history.values) < MIN_POINTS:
             return
-        for i, value in enumerate(history.values):
-            t = history.start_s + i * history.step_s
-            if self._fed_until_s is not None and t < self._fed_until_s:
-                continue
-            if t + history.step_s > now_s:
-                return  # the current step is still collecting its peak
-            try:
-                self.source.observe(t, value)
-            except Exception:
-                log.exception("forecaster failed to take an observation")
-                return
-            self._fed_until_s = t + history.step_s
+        if self._running is not None and not self._running.done():
+            return
+        mono = self.clock()
+        if mono - self._refreshed_at < self.every_s:
+            return
+        self._refreshed_at = mono
+        start_s, step_s, values = history.series()
+        if self._executor is None:
+            self._refresh(start_s, step_s, values, now_s)
+        else:
+            self._running = self._executor.submit(self._refresh, start_s, step_s, values, now_s)
+
+    def _refresh(self, start_s: float, step_s: float, values: list[float], now_s: float) -> None:
+        from predictors.base import Series
+
+        assert self.forecaster is not None
+        started = time.perf_counter()
+        try:
+            series = Series(values=np.asarray(values, dtype=float), step_s=step_s, start_s=start_s)
+            forecast = self.forecaster.forecast(now_s, self.horizon_s, series=series)
+        except Exception:
+            log.exception("forecaster failed; keeping the previous forecast")
+            return
+        with self._lock:
+            self._latest = forecast
+        log.debug("forecast refreshed in %.2f s (%s)", time.perf_counter() - started,
+                  getattr(forecast, "model", ""))  # fmt: skip
 
     def forecast(self, now_s: float) -> Forecast:
+        del now_s
         if not self.active:
             return EMPTY_FORECAST
-        try:
-            return self.source.forecast(now_s)
-        except Exception:
-            log.exception("forecaster failed; acting without a forecast this pass")
-            return EMPTY_FORECAST
+        with self._lock:
+            return self._latest
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)

@@ -22,7 +22,7 @@ import kopf
 from controller import handlers
 from controller.cache import ObjectCache
 from controller.events import EventRecorder
-from controller.forecasting import Forecasting, ForecastSource
+from controller.forecasting import Forecasting
 from controller.kube import Kube
 from controller.leader import LeaderElector
 from controller.metrics import Health, Metrics, ProbeServer
@@ -69,7 +69,7 @@ class Operator:
         *,
         leader_elect: bool = True,
         provider_factory: ProviderFactory | None = None,
-        forecast_source: ForecastSource | None = None,
+        forecaster: Any | None = None,
     ) -> None:
         self.settings = settings
         self.kube = Kube.connect(settings.kubeconfig)
@@ -93,7 +93,7 @@ class Operator:
             metrics=self.metrics,
             events=events,
             pools=pools,
-            forecasting=Forecasting(settings.policy, forecast_source),
+            forecasting=Forecasting(settings.policy, forecaster),
             store=StateStore(self.kube, settings.state_namespace, settings.state_configmap),
             cache=self.cache,
         )

@@ -202,6 +202,7 @@ class Reconciler:
 
     def close(self) -> None:
         self.io.shutdown(wait=False, cancel_futures=True)
+        self.forecasting.close()
         self.pools.close()
 
     # --- state across restarts ------------------------------------------------------------
@@ -262,7 +263,7 @@ class Reconciler:
         serving_pending = pending_gangs(services, pods)
         used = used_gpus_by_node(pods)
         idle = self.idle.update(now, nodes, used, last_finish_by_node(pods))
-        self.forecasting.catch_up(self.history, now)
+        self.forecasting.update(self.history, now)
         forecast = self.forecasting.forecast(now)
         decided = plan_pass(
             now_s=now,
