@@ -5,10 +5,13 @@
 1. gaps (NaN, infinities, negatives) are filled with the last good value;
 2. every candidate is fitted on all but the last ``selection_s`` of the history and
    backtested from every origin in that window (:func:`predictors.backtest.backtest`);
-3. the candidate with the lowest total pinball loss over the forecast quantiles wins; the
-   previous winner is kept unless another beats it by ``switch_margin`` (no flapping
+3. for each quantile separately, the option with the lowest pinball loss at that quantile
+   wins, the options being each candidate and the average of the two best (see
+   :mod:`predictors.blend`). Per quantile because the policy uses the p50 and the p90 for
+   different things and the best point forecaster is often not the best at the tail. The
+   previous choice is kept unless another beats it by ``switch_margin`` (no flapping
    between near-equal models at every refit);
-4. the winner is refitted on the whole history.
+4. the chosen models are refitted on the whole history.
 
 Too little history for a selection window, or every candidate failing, falls back to
 seasonal naive (the last value when even one season is missing) with
@@ -16,9 +19,9 @@ seasonal naive (the last value when even one season is missing) with
 scales reactively. Any exception is caught, kept in :attr:`AutoForecaster.last_error`, and
 answered with that fallback.
 
-``recent_error_ratio`` in the :class:`~dlscaler.model.Forecast` is the winner's total
-pinball loss over the selection window divided by that of the last value used as every
-quantile (1.0 = no better than the naive forecast).
+``recent_error_ratio`` in the :class:`~dlscaler.model.Forecast` is the choice's pinball
+loss over the selection window, summed over the quantiles, divided by that of the last
+value used as every quantile (1.0 = no better than the naive forecast).
 
 ``forecast(now_s, horizon_s, series=...)`` with a newer series refits on the schedule
 (``refit_every_s``) and otherwise forecasts from the new end with the fitted parameters.
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Self
 
@@ -39,6 +42,7 @@ from predictors.backtest import backtest, pinball_loss
 from predictors.base import (
     DAY_S,
     DEFAULT_QUANTILES,
+    FloatArray,
     Forecaster,
     IntArray,
     Quantiles,
@@ -46,28 +50,45 @@ from predictors.base import (
     tidy_quantiles,
 )
 from predictors.baselines import SeasonalNaive
-from predictors.registry import CANDIDATES, ModelFactory
+from predictors.blend import QuantileBlend, Recipe, describe
+from predictors.registry import CANDIDATES, POINT_BASELINES, ModelFactory
 from predictors.series import fill_gaps
 
 FALLBACK = "seasonal-naive-daily"
+PREFERRED: dict[float, str] = {
+    0.1: "regression",
+    0.5: "regression",
+    0.9: "naive-quantiles+regression",
+}
+"""What wins most often over the bundled traces' backtests (docs/forecasting.md): kept while
+within ``switch_margin`` of the recent best, so that noise in a few days of evidence does
+not swap models back and forth."""
+POINT_FORECASTERS = frozenset(POINT_BASELINES)
+"""Models whose every quantile is the same point: candidates for the p50 only (as a p90 they
+would win any calm window and then cover nothing when demand moves)."""
 
 
 @dataclass(frozen=True)
 class Selection:
     """One refit's choice and the evidence for it."""
 
-    chosen: str
-    losses: dict[str, float]
-    """Total pinball loss per candidate over the selection window (failed ones absent)."""
-    naive_loss: float
-    failures: dict[str, str]
+    recipe: Recipe
+    losses: dict[float, dict[str, float]] = field(default_factory=dict)
+    """Per quantile, the pinball loss of every option over the selection window."""
+    naive_loss: float = math.nan
+    """Summed over the quantiles, for the last value used as every quantile."""
+    failures: dict[str, str] = field(default_factory=dict)
     fallback_reason: str = ""
 
     @property
+    def chosen(self) -> str:
+        return describe(self.recipe)
+
+    @property
     def error_ratio(self) -> float | None:
-        if self.fallback_reason or self.chosen not in self.losses:
+        if self.fallback_reason:
             return None
-        loss = self.losses[self.chosen]
+        loss = sum(self.losses[q]["+".join(m)] for q, m in self.recipe.items())
         if self.naive_loss > 0:
             return loss / self.naive_loss
         return 1.0 if loss == 0 else math.inf
@@ -87,7 +108,8 @@ class AutoForecaster:
         candidates: dict[str, ModelFactory] | None = None,
         selection_s: float = 3 * DAY_S,
         refit_every_s: float = 6 * 3_600.0,
-        switch_margin: float = 0.02,
+        switch_margin: float = 0.05,
+        prefer: dict[float, str] | None = None,
     ) -> None:
         self.horizon_s = horizon_s
         self.horizon_steps = horizon_steps
@@ -96,9 +118,10 @@ class AutoForecaster:
         self.selection_s = selection_s
         self.refit_every_s = refit_every_s
         self.switch_margin = switch_margin
+        self.prefer = dict(PREFERRED if prefer is None else prefer)
         self.selection: Selection | None = None
         self.last_error: str | None = None
-        self._model: Forecaster | None = None
+        self._model: QuantileBlend | None = None
         self._series: Series | None = None
         self._fitted_end_s = -math.inf
 
@@ -121,7 +144,7 @@ class AutoForecaster:
 
     def predict(self, h: int, quantiles: Sequence[float] = DEFAULT_QUANTILES) -> Quantiles:
         if self._series is None or len(self._series) == 0:
-            return {float(q): np.zeros(h) for q in quantiles}
+            return {float(q): np.zeros(h) for q in sorted(quantiles)}
         at = self.predict_at(self._series, [len(self._series)], h, quantiles)
         return {q: values[0] for q, values in at.items()}
 
@@ -140,7 +163,9 @@ class AutoForecaster:
             except Exception as err:
                 self.last_error = f"{type(err).__name__}: {err}"
         # Last resort: the last value (0 before any), which cannot fail.
-        last = np.where(cutoffs >= 1, clean.values[np.clip(cutoffs - 1, 0, None)], 0.0)
+        last = np.zeros(len(cutoffs))
+        seen = (cutoffs >= 1) & (cutoffs <= len(clean))
+        last[seen] = clean.values[cutoffs[seen] - 1]
         point = np.repeat(last[:, None], h, axis=1)
         return tidy_quantiles({float(q): point for q in quantiles})
 
@@ -166,8 +191,7 @@ class AutoForecaster:
                     quantiles=MappingProxyType({}),
                     model="none",
                 )
-            horizon = horizon_s if horizon_s is not None else self.horizon_s
-            h = data.steps(horizon)
+            h = data.steps(horizon_s if horizon_s is not None else self.horizon_s)
             # Data that ends before now: forecast through the gap and drop it.
             skip = 0
             if now_s is not None and now_s > data.end_s:
@@ -191,16 +215,13 @@ class AutoForecaster:
 
     # --- choosing ------------------------------------------------------------------------
 
-    def _horizon(self, series: Series) -> int:
-        return self.horizon_steps or series.steps(self.horizon_s)
-
     def _select_and_fit(self, series: Series) -> None:
-        n, h = len(series), self._horizon(series)
+        n = len(series)
+        h = self.horizon_steps or series.steps(self.horizon_s)
         window = min(series.steps(self.selection_s), (n - 1) // 2)
         if window < h + 1:
-            self._fall_back(
-                series, f"{n} points: too short to choose a model (needs {2 * (h + 1) + 1})"
-            )
+            needed = 2 * (h + 1) + 1
+            self._fall_back(series, f"{n} points: too short to choose a model (needs {needed})")
             return
         result = backtest(
             self.candidates,
@@ -210,50 +231,110 @@ class AutoForecaster:
             first_origin=n - window,
             refit_every=window,
             include_baselines=False,
+            keep_forecasts=True,
         )
-        losses: dict[str, float] = {}
-        failures: dict[str, str] = {}
-        for name, scores in result.scores.items():
-            if scores.failures or scores.fits == 0:
-                failures[name] = "; ".join(scores.notes) or "failed"
-            else:
-                losses[name] = float(sum(scores.pinball[q] for q in self.quantiles))
-        naive_loss = _point_loss(result.actual, series, result.origins, self.quantiles)
-        ranked = sorted(losses, key=lambda name: (losses[name], list(losses).index(name)))
-        previous = self.chosen
-        if (
-            ranked
-            and previous in losses
-            and losses[previous] <= (1 + self.switch_margin) * losses[ranked[0]]
-        ):
-            ranked.remove(previous)
-            ranked.insert(0, previous)
-        for name in ranked:
-            model = self.candidates[name](h, self.quantiles)
-            try:
-                model.fit(series)
-            except Exception as err:
-                failures[name] = f"refit: {err}"
-                continue
-            self._model = model
-            self.selection = Selection(name, losses, naive_loss, failures)
+        failures = {
+            name: "; ".join(s.notes) or "failed"
+            for name, s in result.scores.items()
+            if s.failures or s.fits == 0
+        }
+        usable = [name for name in result.scores if name not in failures]
+        if not usable:
+            self._fall_back(series, "every candidate failed: " + "; ".join(failures.values()))
             return
-        self._fall_back(series, "every candidate failed: " + "; ".join(failures.values()))
+        previous = self.selection.recipe if self.selection else {}
+        incumbents = {
+            q: [o for o in (self._preferred(q), previous.get(q)) if o] for q in self.quantiles
+        }
+        spread = [m for m in usable if m not in POINT_FORECASTERS] or usable
+        losses = {
+            q: _option_losses(
+                result.actual,
+                {m: result.forecasts[m][q] for m in (usable if q == 0.5 else spread)},
+                q,
+                incumbents[q],
+            )
+            for q in self.quantiles
+        }
+        ranked = {q: self._rank(losses[q], incumbents[q]) for q in self.quantiles}
+        fitted: dict[str, Forecaster] = {}
+        recipe: dict[float, tuple[str, ...]] = {}
+        for q in self.quantiles:
+            for option in ranked[q]:
+                members = tuple(option.split("+"))
+                if all(self._refit(name, h, series, fitted, failures) for name in members):
+                    recipe[q] = members
+                    break
+        if len(recipe) < len(self.quantiles):
+            self._fall_back(series, "no candidate refits: " + "; ".join(failures.values()))
+            return
+        last = series.values[result.origins - 1][:, None]
+        naive = np.broadcast_to(last, result.actual.shape)
+        naive_loss = sum(pinball_loss(result.actual, naive, q) for q in self.quantiles)
+        self._model = QuantileBlend(recipe, fitted)
+        self.selection = Selection(recipe, losses, naive_loss, failures)
+
+    def _preferred(self, q: float) -> tuple[str, ...] | None:
+        option = self.prefer.get(q)
+        return tuple(option.split("+")) if option else None
+
+    def _rank(self, losses: dict[str, float], incumbents: list[tuple[str, ...]]) -> list[str]:
+        """Options best first (ties: the order of ``candidates``, simplest first), except
+        that an incumbent (the preferred option, else the previous choice) stays first while
+        within ``switch_margin`` of the best."""
+        order = list(losses)
+        ranked = sorted(order, key=lambda name: (losses[name], order.index(name)))
+        for members in incumbents:
+            keep = "+".join(members)
+            if keep in losses and losses[keep] <= (1 + self.switch_margin) * losses[ranked[0]]:
+                ranked.remove(keep)
+                ranked.insert(0, keep)
+                break
+        return ranked
+
+    def _refit(
+        self,
+        name: str,
+        h: int,
+        series: Series,
+        fitted: dict[str, Forecaster],
+        failures: dict[str, str],
+    ) -> bool:
+        if name in fitted:
+            return True
+        if name in failures:
+            return False
+        model = self.candidates[name](h, self.quantiles)
+        try:
+            model.fit(series)
+        except Exception as err:
+            failures[name] = f"refit: {err}"
+            return False
+        fitted[name] = model
+        return True
 
     def _fall_back(self, series: Series, reason: str) -> None:
-        self.selection = Selection(FALLBACK, {}, math.nan, {}, fallback_reason=reason)
+        self.selection = Selection({q: (FALLBACK,) for q in self.quantiles}, fallback_reason=reason)
         self._model = None
         clean = fill_gaps(series)
         self._series = clean
         if len(clean):
-            self._model = SeasonalNaive(DAY_S).fit(clean)
+            model = SeasonalNaive(DAY_S).fit(clean)
+            self._model = QuantileBlend(self.selection.recipe, {FALLBACK: model})
 
 
-def _point_loss(
-    actual: np.ndarray, series: Series, origins: IntArray, quantiles: Sequence[float]
-) -> float:
-    """Total pinball loss of the last value used as every quantile."""
-    last = series.values[origins - 1][:, None]
-    return float(
-        sum(pinball_loss(actual, np.broadcast_to(last, actual.shape), q) for q in quantiles)
-    )
+def _option_losses(
+    actual: FloatArray,
+    forecasts: dict[str, FloatArray],
+    q: float,
+    incumbents: list[tuple[str, ...]],
+) -> dict[str, float]:
+    """Pinball loss at ``q`` of each model, of the average of the two best, and of the
+    incumbent pairs (so that they can be kept)."""
+    losses = {name: pinball_loss(actual, values, q) for name, values in forecasts.items()}
+    pairs = [tuple(sorted(losses, key=losses.__getitem__)[:2]), *incumbents]
+    for pair in pairs:
+        if len(pair) == 2 and all(name in forecasts for name in pair):
+            a, b = sorted(pair, key=list(forecasts).index)
+            losses[f"{a}+{b}"] = pinball_loss(actual, (forecasts[a] + forecasts[b]) / 2, q)
+    return losses

@@ -49,6 +49,7 @@ class QuantileRegression(BaseForecaster):
         quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
         ridge_alpha: float = 1.0,
         spread_rows: int = 4_000,
+        shrink: float = 0.0,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -60,11 +61,13 @@ class QuantileRegression(BaseForecaster):
         self.quantiles = tuple(sorted(quantiles))
         self.ridge_alpha = ridge_alpha
         self.spread_rows = spread_rows
+        self.shrink = shrink
         self.seed = seed
         self.min_points = MIN_TRAINING_ROWS + horizon + 1
         self._centre: Any = None
         self._median: FloatArray = np.zeros(horizon)
         self._spread: dict[float, Any] = {}
+        self._flat: dict[float, FloatArray] = {}
 
     def _fit(self, series: Series) -> None:
         from sklearn.linear_model import QuantileRegressor, Ridge
@@ -98,6 +101,7 @@ class QuantileRegression(BaseForecaster):
         design = _spread_design(spread_features(series, origins[rows]), steps + 1, h)
         scale = np.maximum(design.std(axis=0), 1e-9)
         self._spread = {}
+        self._flat = {q: np.quantile(recent, q, axis=0) for q in self.quantiles}
         for q in self.quantiles:
             if q == 0.5:
                 continue
@@ -122,8 +126,10 @@ class QuantileRegression(BaseForecaster):
             spread = spread_features(series, origins)
             steps = np.tile(np.arange(1, h + 1), len(origins))
             design = _spread_design(np.repeat(spread, h, axis=0), steps, self.horizon)
+            w = self.shrink
             for q, (model, scale) in self._spread.items():
-                fitted[q] = centre + model.predict(design / scale).reshape(len(origins), h)
+                conditional = model.predict(design / scale).reshape(len(origins), h)
+                fitted[q] = centre + (1 - w) * conditional + w * self._flat[q][None, :h]
         return {q: _interpolate(fitted, q) for q in quantiles}
 
 
