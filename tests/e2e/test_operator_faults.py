@@ -153,3 +153,55 @@ def test_the_standby_takes_over_within_30_s_when_the_leader_is_killed(
         cluster.wait(lambda: cluster.job_phase("after") == "Succeeded", 60, "the second job")
         writers = {e.get("reportingInstance") for e in cluster.events_for("DLJob", "after")}
         assert writers == {standby.identity}
+
+
+def test_scale_down_respects_a_pod_disruption_budget_and_never_drains_a_running_worker(
+    kube_cluster: DevCluster, cluster: Cluster, scope: Scope, tmp_path: Path
+) -> None:
+    cluster.apply(nodepool(scope, idleTimeoutSeconds=8))
+    with controllers(kube_cluster, scope, tmp_path):
+        cluster.apply(
+            dljob(scope, "long", workers=1, run_s=120),
+            dljob(scope, "short", workers=1, run_s=1),
+        )
+        cluster.wait(lambda: cluster.job_phase("short") == "Succeeded", 60, "the short job")
+        busy = cluster.job("long")["status"]["workerStates"][0]["nodeName"]
+        idle = cluster.job("short")["status"]["workerStates"][0]["nodeName"]
+        assert busy != idle
+        # Something else runs on the idle node, guarded by a budget that allows no eviction.
+        ns = scope.namespace
+        cluster.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "guarded", "namespace": ns, "labels": {"app": "guarded"}},
+                "spec": {"nodeName": idle, "containers": [{"name": "c", "image": "c:1"}]},
+            },
+            {
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": {"name": "guarded", "namespace": ns},
+                "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
+            },
+        )
+
+        def node(name: str) -> dict | None:
+            return next((n for n in cluster.pool_nodes() if n["metadata"]["name"] == name), None)
+
+        cluster.wait(
+            lambda: bool((node(idle) or {}).get("spec", {}).get("unschedulable")),
+            40,
+            "the idle node to be cordoned for removal",
+        )
+        time.sleep(5)  # several passes: the budget keeps refusing the eviction
+        assert node(idle) is not None, "a node was removed despite its PodDisruptionBudget"
+        assert cluster.pool_status()["draining"] == 1
+        busy_node = node(busy)
+        assert busy_node is not None and not busy_node["spec"].get("unschedulable")
+        assert cluster.job_phase("long") == "Running"
+
+        cluster.dev.kubectl("delete", "pdb", "guarded", "-n", ns)
+        cluster.wait(lambda: node(idle) is None, 60, "the drained node to be removed")
+        assert node(busy) is not None and cluster.job_phase("long") == "Running"
+        reasons = [e["reason"] for e in cluster.pool_events()]
+        assert "ScaleDown" in reasons
