@@ -114,10 +114,13 @@ def step(
     now_s: float,
     *,
     existing_nodes: set[str] | frozenset[str] = frozenset(),
+    unschedulable_after_s: float = 300.0,
 ) -> JobStep:
     """What should happen to ``job`` now. ``pods`` are its pods (any attempt);
     ``existing_nodes`` the names of the cluster's nodes (a worker pinned to a node that is
-    gone will never run)."""
+    gone will never run). A worker the scheduler has refused for ``unschedulable_after_s``
+    (its node filled up meanwhile, a volume that does not exist...) restarts the gang, so
+    it is placed afresh or, past the backoff limit, fails saying why."""
     out = JobStep()
     phase = job.phase
     if not phase:
@@ -174,13 +177,26 @@ def step(
         and existing_nodes
         and p.assigned_node not in existing_nodes
     ]
-    if failed or orphaned or (missing and phase == RUNNING):
+    refused = [
+        p
+        for p in current
+        if p.active
+        and p.unschedulable
+        and p.created_s
+        and now_s - p.created_s > unschedulable_after_s
+    ]
+    if failed or orphaned or refused or (missing and phase == RUNNING):
         if failed:
             why = f"worker {failed[0].name} failed" + (
                 f": {failed[0].message}" if failed[0].message else ""
             )
         elif orphaned:
             why = f"node {orphaned[0].assigned_node} of worker {orphaned[0].name} is gone"
+        elif refused:
+            why = (
+                f"worker {refused[0].name} could not be scheduled for "
+                f"{unschedulable_after_s:.0f} s: {refused[0].message}"
+            )
         else:
             why = f"worker {missing[0]} disappeared"
         return _restart(job, current, now_s, out, why)

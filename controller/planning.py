@@ -63,13 +63,20 @@ def plan_pass(
     back_off: BackOff | None = None,
     timer: Callable[[], float] | None = None,
     extra_pending: Sequence[Gang] = (),
+    unschedulable_after_s: float = 300.0,
 ) -> PassPlan:
     """``extra_pending``: other waiting demand the policy provisions for but the controller
     does not admit (DLService replicas the scheduler could not place)."""
     by_job = pods_by_job(pods)
     node_names = frozenset(n.name for n in nodes)
     steps = {
-        j.uid: lifecycle.step(j, by_job.get(j.uid, []), now_s, existing_nodes=node_names)
+        j.uid: lifecycle.step(
+            j,
+            by_job.get(j.uid, []),
+            now_s,
+            existing_nodes=node_names,
+            unschedulable_after_s=unschedulable_after_s,
+        )
         for j in jobs
     }
     view = build_view(

@@ -278,6 +278,7 @@ class Reconciler:
             back_off=lambda name, reason: self.pools.back_off(name, reason, now),
             timer=time.perf_counter,
             extra_pending=serving_pending,
+            unschedulable_after_s=self.settings.worker_schedule_timeout_s,
         )
         self.metrics.decide_latency.observe(decided.decide_s)
         mark("plan")

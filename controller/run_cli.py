@@ -79,6 +79,10 @@ def run_command(
     call_timeout: Annotated[
         float, typer.Option(min=0.1, help="Wait at most this long for provider calls in a pass.")
     ] = 20.0,
+    worker_schedule_timeout: Annotated[
+        float,
+        typer.Option(min=1.0, help="Restart a gang whose worker cannot be scheduled this long."),
+    ] = 300.0,
     max_drain: Annotated[
         float, typer.Option(min=1.0, help="Give up draining a node after this long, seconds.")
     ] = 600.0,
@@ -141,6 +145,7 @@ def run_command(
         backoff_s=backoff,
         call_timeout_s=call_timeout,
         max_drain_s=max_drain,
+        worker_schedule_timeout_s=worker_schedule_timeout,
         history_step_s=history_step,
         persist_every_s=persist_every,
         state_namespace=own_namespace,

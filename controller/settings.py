@@ -41,6 +41,8 @@ class ControllerSettings:
     """How long a pool that failed (capacity, quota, configuration) is passed over."""
     call_timeout_s: float = 20.0
     """How long a pass waits for provider calls before moving on (they continue)."""
+    worker_schedule_timeout_s: float = 300.0
+    """Restart a gang whose worker the scheduler has refused this long."""
     max_drain_s: float = 600.0
     """Give up draining a node (uncordon it) after this long."""
     history_step_s: float = 60.0

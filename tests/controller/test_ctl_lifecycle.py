@@ -143,3 +143,22 @@ def test_a_finished_job_is_deleted_after_its_ttl():
     job = parse_dljob(dljob("j", status=status, ttl_s=100))
     assert step(job, [], T0 + 50).wake_at_s == T0 + 100
     assert step(job, [], T0 + 100).delete_job is True
+
+
+def test_a_worker_the_scheduler_refuses_for_too_long_restarts_the_gang_saying_why():
+    job = admitted()
+    refused = pod("j-worker-0", assigned_node="n0", phase="Pending", job_uid=job.uid, index=0)
+    refused["metadata"]["creationTimestamp"] = format_time(T0)
+    refused["status"]["conditions"] = [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": 'persistentvolumeclaim "imagenet" not found',
+        }
+    ]
+    pods = [parse_pod(refused), *workers(job, "Pending", "Running")[1:]]
+    assert "phase" not in step(job, pods, T0 + 100, unschedulable_after_s=300).status
+    out = step(job, pods, T0 + 301, unschedulable_after_s=300)
+    assert out.status["phase"] == "Queued"
+    assert 'persistentvolumeclaim "imagenet" not found' in out.status["message"]
