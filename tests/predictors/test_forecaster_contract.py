@@ -1,0 +1,56 @@
+"""Every model, the chooser included, keeps the same contract (one suite, all models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from predictors.base import NotFittedError
+from predictors.registry import make_model, model_names
+
+H = 12
+QS = (0.1, 0.5, 0.9)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_predict_gives_h_monotone_non_negative_steps_per_quantile(name, random_walk):
+    series = random_walk(9)
+    model = make_model(name, H, QS).fit(series)
+    forecast = model.predict(H, QS)
+    assert sorted(forecast) == list(QS)
+    for values in forecast.values():
+        assert values.shape == (H,)
+        assert np.all(np.isfinite(values)) and np.all(values >= 0)
+    assert np.all(forecast[0.1] <= forecast[0.5]) and np.all(forecast[0.5] <= forecast[0.9])
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_predict_at_matches_predict_at_the_end_and_has_one_row_per_origin(name, random_walk):
+    series = random_walk(9)
+    model = make_model(name, H, QS).fit(series)
+    at = model.predict_at(series, [len(series) - 5, len(series)], H, QS)
+    end = model.predict(H, QS)
+    for q in QS:
+        assert at[q].shape == (2, H)
+        np.testing.assert_allclose(at[q][1], end[q])
+
+
+@pytest.mark.parametrize("name", [n for n in model_names() if n != "auto"])
+def test_predict_before_fit_says_to_fit_first(name):
+    with pytest.raises(NotFittedError, match="fit"):
+        make_model(name, H, QS).predict(H, QS)
+
+
+@pytest.mark.parametrize("name", [n for n in model_names() if n != "auto"])
+def test_nan_in_history_is_rejected_with_the_index(name, random_walk):
+    values = random_walk(9).values.copy()
+    values[100] = np.nan
+    from predictors.base import Series
+
+    with pytest.raises(ValueError, match="index 100"):
+        make_model(name, H, QS).fit(Series(values, 300.0))
+
+
+def test_unknown_model_name_lists_the_choices():
+    with pytest.raises(ValueError, match="choose from naive"):
+        make_model("prophet", H, QS)
