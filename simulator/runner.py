@@ -159,7 +159,7 @@ class Simulation:
             batch = engine.pop_batch()
             now = engine.now_s
             self._sample_until(now)
-            changed = ticked = False
+            changed = ticked = tick = False
             for kind, obj in batch:
                 if kind == SUBMIT:
                     assert isinstance(obj, Gang)
@@ -179,14 +179,16 @@ class Simulation:
                     self._wakes.discard(now)
                     ticked = dirty = True
                 else:
-                    ticked = True
-                    if len(engine) or self.running:
-                        engine.schedule(now + self.interval_s, TICK, (TICK, None))
+                    ticked = tick = True
             self._admit(now)
             dirty = dirty or changed
             if (changed and decide_on_events) or (ticked and (dirty or ticks_matter)):
                 self._decide(now)
                 dirty = False
+            # Only now is it known whether anything is left to happen: this instant's
+            # events may have just admitted a gang or asked for nodes.
+            if tick and (len(engine) or self.running):
+                engine.schedule(now + self.interval_s, TICK, (TICK, None))
             batches += 1
             if self.progress is not None and batches % 2000 == 0:
                 self.progress(now)
