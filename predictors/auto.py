@@ -55,14 +55,11 @@ from predictors.registry import CANDIDATES, POINT_BASELINES, ModelFactory
 from predictors.series import fill_gaps
 
 FALLBACK = "seasonal-naive-daily"
-PREFERRED: dict[float, str] = {
-    0.1: "regression",
-    0.5: "regression",
-    0.9: "naive-quantiles+regression",
-}
-"""What wins most often over the bundled traces' backtests (docs/forecasting.md): kept while
-within ``switch_margin`` of the recent best, so that noise in a few days of evidence does
-not swap models back and forth."""
+PREFERRED: dict[float, str] = {0.9: "naive-quantiles+regression"}
+"""The p90 that wins most often in the bundled traces' backtests (docs/forecasting.md): kept
+while within ``switch_margin`` of the recent best, so that noise in a few days of evidence
+does not swap the tail model back and forth. (The p50 needs no such prior: the best point
+forecaster is stable from one window to the next.)"""
 POINT_FORECASTERS = frozenset(POINT_BASELINES)
 """Models whose every quantile is the same point: candidates for the p50 only (as a p90 they
 would win any calm window and then cover nothing when demand moves)."""

@@ -54,3 +54,18 @@ def test_nan_in_history_is_rejected_with_the_index(name, random_walk):
 def test_unknown_model_name_lists_the_choices():
     with pytest.raises(ValueError, match="choose from naive"):
         make_model("prophet", H, QS)
+
+
+def test_crossing_quantiles_are_repaired_around_an_unmoved_median():
+    from predictors.base import tidy_quantiles
+
+    raw = {
+        0.9: np.array([2.0, 9.0]),
+        0.1: np.array([5.0, -1.0]),
+        0.5: np.array([3.0, 2.0]),
+    }
+    tidy = tidy_quantiles(raw)
+    assert list(tidy) == [0.1, 0.5, 0.9]
+    np.testing.assert_array_equal(tidy[0.5], [3.0, 2.0])
+    np.testing.assert_array_equal(tidy[0.1], [3.0, 0.0])
+    np.testing.assert_array_equal(tidy[0.9], [3.0, 9.0])
