@@ -66,7 +66,8 @@ def test_adding_a_pool_does_not_change_another_pools_draws(
     assert alone.pools[0].billed_node_seconds(alone.end_s) == with_t4.pools[0].billed_node_seconds(
         with_t4.end_s
     )
-    assert len({r.start_s - r.gang.submit_s for r in alone.jobs}) == 10  # all different
+    waits = {r.start_s - r.gang.submit_s for r in alone.jobs if r.start_s is not None}
+    assert len(waits) == 10  # every boot took its own time
 
 
 def test_random_runs_repeat_with_the_same_seed(trace_of: TraceOf, pool_of: PoolOf) -> None:

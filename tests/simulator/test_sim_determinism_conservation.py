@@ -93,7 +93,8 @@ def test_gpu_hours_used_equal_the_demand_of_completed_jobs(
     completed = [r for r in result.jobs if r.end_s is not None]
     assert len(completed) == len(window_trace.jobs)  # every job of the slice runs
     for r in completed:
-        assert r.start_s is not None and r.start_s >= r.gang.submit_s
+        assert r.start_s is not None and r.end_s is not None
+        assert r.start_s >= r.gang.submit_s
         assert r.end_s - r.start_s == pytest.approx(r.gang.duration_s)
     report = build_report(result)
     demand_h = sum(j.total_gpus * (j.duration_s or 0.0) for j in window_trace.jobs) / 3600
