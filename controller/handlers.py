@@ -16,7 +16,15 @@ import kopf
 import pykube
 
 from controller.cache import ObjectCache
-from controller.names import DLJOBS, DLSERVICES, GROUP, JOB_UID_LABEL, NODEPOOLS, VERSION
+from controller.names import (
+    DLJOBS,
+    DLSERVICES,
+    GROUP,
+    JOB_UID_LABEL,
+    NODEPOOLS,
+    SERVICE_LABEL,
+    VERSION,
+)
 from controller.triggers import ChangeFilter
 
 Wake = Callable[[str], None]
@@ -71,4 +79,7 @@ def register(
     kopf.on.event("", "v1", "nodes", registry=registry, id="node")(relay("Node"))
     kopf.on.event(
         "", "v1", "pods", registry=registry, id="worker", labels={JOB_UID_LABEL: kopf.PRESENT}
+    )(relay("Pod"))
+    kopf.on.event(
+        "", "v1", "pods", registry=registry, id="replica", labels={SERVICE_LABEL: kopf.PRESENT}
     )(relay("Pod"))
