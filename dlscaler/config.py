@@ -112,13 +112,18 @@ def _format_errors(source: str, err: ValidationError) -> str:
 def parse_policy_config(data: Mapping[str, Any] | None, *, source: str = "config") -> PolicyConfig:
     """Validate a policy configuration mapping (the YAML ``dlscaler tune`` writes).
 
-    A top-level ``dlscaler:`` or ``policyConfig:`` wrapper is accepted, so a Helm values
-    file section can be passed as it is.
+    A Helm values file is accepted as it is (its ``policyConfig:`` section is read), and so
+    is the mapping wrapped in a lone ``dlscaler:`` key.
     """
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{source}: expected a mapping of policy settings, got {type(data).__name__}"
+        )
     data = dict(data or {})
-    for wrapper in ("dlscaler", "policyConfig"):
-        if set(data) == {wrapper} and isinstance(data[wrapper], Mapping):
-            data = dict(data[wrapper])
+    if isinstance(data.get("policyConfig"), Mapping):
+        data = dict(data["policyConfig"])  # a Helm values file: its policy section
+    elif set(data) == {"dlscaler"} and isinstance(data["dlscaler"], Mapping):
+        data = dict(data["dlscaler"])
     try:
         m = _PolicyModel.model_validate(data)
     except ValidationError as err:

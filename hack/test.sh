@@ -16,7 +16,7 @@ echo "== mypy (strict: dlscaler, simulator)" && mypy
 echo "== import-linter" && lint-imports
 echo "== pytest"
 set +e
-pytest "$@"
+HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}" pytest "$@"
 rc=$?
 set -e
 if [[ $rc -eq 5 ]]; then

@@ -162,6 +162,26 @@ def why_not(gang: Gang, views: Sequence[PoolView], now_s: float) -> GangNote:
     )
 
 
+def place_tightest(gang: Gang, views: Sequence[PoolView]) -> bool:
+    """Place on the existing capacity the gang fits most tightly (the fewest GPUs left
+    free on the nodes it lands on), ties to the first of ``views``. Like the scheduler's
+    most-allocated scoring, this keeps roomy nodes (often grown for a larger gang, maybe
+    in another pool) for the gangs that need them."""
+    best: PoolView | None = None
+    best_left = 0
+    for v in views:
+        if not v.state.spec.accepts(gang):
+            continue
+        chosen = place_workers(v.free, gang.workers, gang.gpus_per_worker)
+        if chosen is None:
+            continue
+        used = set(chosen)
+        left = sum(v.free[i] for i in used) - gang.total_gpus
+        if best is None or left < best_left:
+            best, best_left = v, left
+    return best is not None and best.place(gang)
+
+
 def provision_for(
     gangs: Sequence[Gang],
     views: Sequence[PoolView],
@@ -180,7 +200,7 @@ def provision_for(
     notes: list[GangNote] = []
     for gang in gangs:
         ordered_views = pool_order(views, gang, config)
-        if place_first and any(v.place(gang) for v in reversed(ordered_views)):
+        if place_first and place_tightest(gang, ordered_views):
             continue
         grown = any(
             v.state.available(now_s) and v.grow_for(gang, config) > 0 for v in ordered_views
