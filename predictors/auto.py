@@ -107,6 +107,7 @@ class AutoForecaster:
         refit_every_s: float = 6 * 3_600.0,
         switch_margin: float = 0.05,
         prefer: dict[float, str] | None = None,
+        prefer_margin: float = 0.25,
     ) -> None:
         self.horizon_s = horizon_s
         self.horizon_steps = horizon_steps
@@ -116,6 +117,7 @@ class AutoForecaster:
         self.refit_every_s = refit_every_s
         self.switch_margin = switch_margin
         self.prefer = dict(PREFERRED if prefer is None else prefer)
+        self.prefer_margin = prefer_margin
         self.selection: Selection | None = None
         self.last_error: str | None = None
         self._model: QuantileBlend | None = None
@@ -243,6 +245,17 @@ class AutoForecaster:
         incumbents = {
             q: [o for o in (self._preferred(q), previous.get(q)) if o] for q in self.quantiles
         }
+        margins = {
+            q: [
+                m
+                for o, m in (
+                    (self._preferred(q), self.prefer_margin),
+                    (previous.get(q), self.switch_margin),
+                )
+                if o
+            ]
+            for q in self.quantiles
+        }
         spread = [m for m in usable if m not in POINT_FORECASTERS] or usable
         losses = {
             q: _option_losses(
@@ -253,7 +266,7 @@ class AutoForecaster:
             )
             for q in self.quantiles
         }
-        ranked = {q: self._rank(losses[q], incumbents[q]) for q in self.quantiles}
+        ranked = {q: self._rank(losses[q], incumbents[q], margins[q]) for q in self.quantiles}
         fitted: dict[str, Forecaster] = {}
         recipe: dict[float, tuple[str, ...]] = {}
         for q in self.quantiles:
@@ -275,15 +288,17 @@ class AutoForecaster:
         option = self.prefer.get(q)
         return tuple(option.split("+")) if option else None
 
-    def _rank(self, losses: dict[str, float], incumbents: list[tuple[str, ...]]) -> list[str]:
+    def _rank(
+        self, losses: dict[str, float], incumbents: list[tuple[str, ...]], margins: list[float]
+    ) -> list[str]:
         """Options best first (ties: the order of ``candidates``, simplest first), except
         that an incumbent (the preferred option, else the previous choice) stays first while
-        within ``switch_margin`` of the best."""
+        within its margin of the best."""
         order = list(losses)
         ranked = sorted(order, key=lambda name: (losses[name], order.index(name)))
-        for members in incumbents:
+        for members, margin in zip(incumbents, margins, strict=True):
             keep = "+".join(members)
-            if keep in losses and losses[keep] <= (1 + self.switch_margin) * losses[ranked[0]]:
+            if keep in losses and losses[keep] <= (1 + margin) * losses[ranked[0]]:
                 ranked.remove(keep)
                 ranked.insert(0, keep)
                 break
