@@ -11,9 +11,13 @@ if [[ -x hack/control-plane.sh ]]; then
   eval "$(hack/control-plane.sh env)"
 fi
 
-echo "== ruff" && ruff check . && ruff format --check .
-echo "== mypy (strict: dlscaler, simulator)" && mypy
-echo "== import-linter" && lint-imports
+echo "== ruff"
+ruff check .
+ruff format --check .
+echo "== mypy (strict: dlscaler, simulator)"
+mypy
+echo "== import-linter"
+lint-imports
 echo "== pytest"
 set +e
 HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}" pytest "$@"

@@ -2,7 +2,8 @@
 
 :class:`ControllerProcess` is a real ``dlscaler run`` process with the kwok provider
 (SIGKILL-able, for the restart and failover tests), with fast settings: passes every
-second, a 4 s Lease, short backoffs. Each test gets its own GPU type, NodePool label, Lease and state ConfigMap
+second, a 4 s Lease, short backoffs. Each test gets its own GPU type, NodePool label, Lease
+and state ConfigMap
 (:class:`Scope`), so tests sharing the session's cluster never act on each other's objects.
 """
 

@@ -1,4 +1,5 @@
-"""Settings shared by every test directory."""
+"""Settings shared by every test directory (at the root, so no test folder such as
+tests/providers shadows a package of the same name on sys.path)."""
 
 from __future__ import annotations
 
