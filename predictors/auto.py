@@ -8,9 +8,11 @@
 3. for each quantile separately, the option with the lowest pinball loss at that quantile
    wins, the options being each candidate and the average of the two best (see
    :mod:`predictors.blend`). Per quantile because the policy uses the p50 and the p90 for
-   different things and the best point forecaster is often not the best at the tail. The
-   previous choice is kept unless another beats it by ``switch_margin`` (no flapping
-   between near-equal models at every refit);
+   different things and the best point forecaster is often not the best at the tail.
+   Three days of evidence are noisy, so incumbents get a margin: the preferred option
+   (for the p90, the average of naive quantiles and the regression, which wins most often
+   over the bundled traces) is kept unless another is ``prefer_margin`` (25%) better, and
+   otherwise the previous choice unless another is ``switch_margin`` (5%) better;
 4. the chosen models are refitted on the whole history.
 
 Too little history for a selection window, or every candidate failing, falls back to
