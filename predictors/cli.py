@@ -177,7 +177,8 @@ def run_backtest(
         table.add_column(col, justify="left" if col == "model" else "right")
     for row in table_rows(result):
         table.add_row(*row)
-    Console().print(table)
+    # Wide enough for every column even when piped (rich falls back to 80 columns).
+    Console(width=max(Console().width, 120)).print(table)
     for name, s in result.scores.items():
         if s.failures:
             console.print(f"[yellow]{name}: {s.failures} failed refit(s)[/]; {s.notes[0]}")
