@@ -182,8 +182,14 @@ class AutoForecaster:
         """Quantiles of demand per step from the end of the data (or from ``now_s`` when
         later) over ``horizon_s``. With ``series``, refits if the schedule says so."""
         try:
+            if horizon_s is not None and horizon_s > self.horizon_s and not self.horizon_steps:
+                # A longer look ahead than the models were fitted for: refit for it.
+                self.horizon_s = horizon_s
+                self._model = None
             if series is not None and self._due(series):
                 self.fit(series)
+            elif self._model is None and self._series is not None:
+                self.fit(self._series)
             data = series if series is not None else self._series
             if data is None or len(data) == 0:
                 return Forecast(

@@ -114,22 +114,20 @@ class QuantileRegression(BaseForecaster):
     def _predict_at(
         self, series: Series, origins: IntArray, h: int, quantiles: list[float]
     ) -> Quantiles:
-        if h > self.horizon:
-            raise ValueError(
-                f"{self.name}: fitted for {self.horizon} steps, asked for {h}; "
-                f"construct it with horizon >= {h}"
-            )
+        # Steps past the fitted horizon repeat the last fitted step (a flat extension: the
+        # chooser refits for a longer horizon when one is asked for).
+        k = np.minimum(np.arange(h), self.horizon - 1)
         last = series.values[origins - 1][:, None]
-        centre = last + self._centre.predict(build_features(series, origins))[:, :h]
-        fitted: dict[float, FloatArray] = {0.5: centre + self._median[None, :h]}
+        centre = last + self._centre.predict(build_features(series, origins))[:, k]
+        fitted: dict[float, FloatArray] = {0.5: centre + self._median[None, k]}
         if self._spread:
             spread = spread_features(series, origins)
-            steps = np.tile(np.arange(1, h + 1), len(origins))
+            steps = np.tile(k + 1, len(origins))
             design = _spread_design(np.repeat(spread, h, axis=0), steps, self.horizon)
             w = self.shrink
             for q, (model, scale) in self._spread.items():
                 conditional = model.predict(design / scale).reshape(len(origins), h)
-                fitted[q] = centre + (1 - w) * conditional + w * self._flat[q][None, :h]
+                fitted[q] = centre + (1 - w) * conditional + w * self._flat[q][None, k]
         return {q: _interpolate(fitted, q) for q in quantiles}
 
 

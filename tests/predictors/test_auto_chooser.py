@@ -155,3 +155,13 @@ def test_blend_members_are_fitted_models(random_walk):
         for name in members:
             assert name in auto._model.models
     assert isinstance(auto._model.models.get("naive-quantiles", NaiveQuantiles()), NaiveQuantiles)
+
+
+def test_a_longer_horizon_than_fitted_refits_for_it(random_walk):
+    candidates = {m: CANDIDATES[m] for m in ("naive-quantiles", "regression")}
+    auto = AutoForecaster(horizon_s=3600, candidates=candidates).fit(random_walk(9))
+    forecast = auto.forecast(horizon_s=7200)
+    assert len(forecast.quantiles[0.9]) == 24
+    assert forecast.recent_error_ratio is not None
+    regression = auto._model.models.get("regression")
+    assert regression is None or regression.horizon == 24

@@ -46,11 +46,10 @@ def test_interpolates_quantiles_it_was_not_fitted_for(random_walk):
     assert np.all(forecast[0.5] <= forecast[0.7]) and np.all(forecast[0.7] <= forecast[0.9])
 
 
-def test_longer_horizon_than_fitted_says_how_to_construct_it(random_walk):
+def test_steps_past_the_fitted_horizon_repeat_the_last_fitted_step(random_walk):
     model = QuantileRegression(horizon=4).fit(random_walk(5))
-    try:
-        model.predict(8, QS)
-    except ValueError as err:
-        assert "horizon >= 8" in str(err)
-    else:
-        raise AssertionError("predicting past the fitted horizon should fail")
+    longer = model.predict(8, QS)
+    fitted = model.predict(4, QS)
+    for q in QS:
+        np.testing.assert_allclose(longer[q][:4], fitted[q])
+        np.testing.assert_allclose(longer[q][4:], fitted[q][3])
