@@ -14,7 +14,9 @@ demand drifts, and a bounded window keeps a refit fast however long the history 
   calm, instead of one fixed width as in naive quantiles.
 
 Quantiles other than the fitted ones are interpolated linearly between fitted neighbours
-(clamped beyond the outermost ones).
+(clamped beyond the outermost ones). ``shrink`` (0 by default) pulls each spread quantile
+towards the plain empirical quantile of the residuals; the automatic chooser's average with
+naive quantiles does that job better on the bundled traces.
 """
 
 from __future__ import annotations
