@@ -20,6 +20,14 @@ def place_workers(free_gpus: Sequence[int], workers: int, gpus_per_worker: int) 
     """
     if gpus_per_worker == 0:
         return []  # needs no GPU node
+    if workers == 1:  # the common case, in one pass
+        best, best_free = -1, math.inf
+        for i, f in enumerate(free_gpus):
+            if gpus_per_worker <= f < best_free:
+                best, best_free = i, f
+                if f == gpus_per_worker:
+                    break
+        return None if best < 0 else [best]
     total_room = sum(f // gpus_per_worker for f in free_gpus)
     if total_room < workers:
         return None

@@ -63,6 +63,8 @@ class SimPool:
     without looking at every node."""
     ready_gpus: int = 0
     provisioned_gpus: int = 0
+    _ready: list[SimNode] | None = None
+    """The ready nodes in creation order, rebuilt after a node becomes ready or goes."""
 
     @classmethod
     def of(cls, model: PoolModel, seed: int) -> SimPool:
@@ -103,6 +105,7 @@ class SimPool:
 
     def remove(self, name: str, now_s: float) -> None:
         node = self.nodes.pop(name)
+        self._ready = None
         self.node_seconds += now_s - node.created_s
         self.provisioned_gpus -= node.gpus
         if node.phase is NodePhase.READY:
@@ -110,6 +113,7 @@ class SimPool:
             self.ready_free_gpus -= node.gpus - node.used_gpus
 
     def mark_ready(self, node: SimNode, now_s: float) -> None:
+        self._ready = None
         node.phase = NodePhase.READY
         node.idle_since_s = now_s
         node.cached = None
@@ -144,7 +148,9 @@ class SimPool:
         """Place a gang on ready nodes (best fit); the nodes per worker, or None."""
         if self.ready_free_gpus < gang.total_gpus or not self.spec.accepts(gang):
             return None
-        ready = [n for n in self.nodes.values() if n.phase is NodePhase.READY]
+        if self._ready is None:
+            self._ready = [n for n in self.nodes.values() if n.phase is NodePhase.READY]
+        ready = self._ready
         chosen = place_workers(
             [n.gpus - n.used_gpus for n in ready], gang.workers, gang.gpus_per_worker
         )
