@@ -17,7 +17,7 @@ is the one retry layer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -130,6 +130,32 @@ class Asg:
             text = f"{activity.get('StatusMessage', '')} {activity.get('Description', '')}"
             return classify_launch_failure(text.strip())
         return None
+
+    def delete_named(
+        self,
+        provider_ids: Sequence[str],
+        *,
+        pool: str,
+        describe: Callable[[], GroupDescription],
+        present: Callable[[], dict[str, Instance]],
+    ) -> None:
+        """Terminates the named instances one at a time (lowering the desired capacity by as
+        many) until none is left: ``describe`` checks them against the group first,
+        ``present`` re-lists what is still there each round."""
+        ids = list(provider_ids)
+        for pid in ids:
+            instance_id(pid, pool=pool)
+        if not ids:
+            return
+        check_delete(describe(), ids, pool=pool)
+        delete_until_gone(
+            ids,
+            list_instances=present,
+            delete=lambda batch: self.terminate(batch[0], pool=pool),
+            retrier=self.call.retrier,
+            pool=pool,
+            batch_size=1,
+        )
 
     def terminate(self, pid: str, *, pool: str) -> None:
         iid = instance_id(pid, pool=pool)
@@ -251,23 +277,11 @@ class AutoScalingGroupProvider:
             failure.message += f" (lowering the target back failed too: {err.message})"
 
     def delete_instances(self, provider_ids: Sequence[str]) -> None:
-        ids = list(provider_ids)
-        for pid in ids:
-            instance_id(pid, pool=self._pool.name)
-        if not ids:
-            return
-        check_delete(self.describe(), ids, pool=self._pool.name)
-
         def present() -> dict[str, Instance]:
             return {i.provider_id: i for i in self._asg.instances([self._group(once=True)])}
 
-        delete_until_gone(
-            ids,
-            list_instances=present,
-            delete=lambda batch: self._asg.terminate(batch[0], pool=self._pool.name),
-            retrier=self.retrier,
-            pool=self._pool.name,
-            batch_size=1,
+        self._asg.delete_named(
+            provider_ids, pool=self._pool.name, describe=self.describe, present=present
         )
 
     def node_template(self) -> NodeTemplate:

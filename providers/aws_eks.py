@@ -21,9 +21,9 @@ from dlscaler.pool import (
     NodeTemplate,
     NotFoundError,
 )
-from providers.aws import Asg, instance_id
+from providers.aws import Asg
 from providers.aws_errors import classify_launch_failure
-from providers.base import check_delete, check_target, delete_until_gone, live
+from providers.base import check_target, live
 from providers.retry import Retrier
 from providers.template import CAPACITY_TYPE_LABEL, build_template
 
@@ -119,24 +119,12 @@ class NodegroupProvider:
         )
 
     def delete_instances(self, provider_ids: Sequence[str]) -> None:
-        ids = list(provider_ids)
-        for pid in ids:
-            instance_id(pid, pool=self._pool.name)
-        if not ids:
-            return
-        check_delete(self.describe(), ids, pool=self._pool.name)
-
         def present() -> dict[str, Instance]:
             ng = self._describe_nodegroup(once=True)
             return {i.provider_id: i for i in self._instances(ng, once=True)}
 
-        delete_until_gone(
-            ids,
-            list_instances=present,
-            delete=lambda batch: self._asg.terminate(batch[0], pool=self._pool.name),
-            retrier=self.retrier,
-            pool=self._pool.name,
-            batch_size=1,
+        self._asg.delete_named(
+            provider_ids, pool=self._pool.name, describe=self.describe, present=present
         )
 
     def node_template(self) -> NodeTemplate:
