@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -294,8 +295,6 @@ def tune_command(
     if policy not in ("reactive", "predictive"):
         raise _fail(f"--policy: can tune reactive or predictive, not {policy!r}")
     trace_obj, pool_models, base = load_inputs(trace, pools, config, skip_invalid=False)
-    from dataclasses import replace
-
     base = replace(base, policy=policy)
     out.mkdir(parents=True, exist_ok=True)
     storage_url = storage or f"sqlite:///{(out / 'study.db').resolve()}"

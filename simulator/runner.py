@@ -24,6 +24,7 @@ from dlscaler.config import PolicyConfig, PoolModel
 from dlscaler.model import EMPTY_FORECAST, Forecast, Gang, NodePhase, RunningGang
 from dlscaler.plan import Plan
 from dlscaler.policy import decide
+from dlscaler.policy.reactive import running_gpus_by_queue
 from dlscaler.queueing import offer_all
 from dlscaler.trace import Trace
 from simulator.cluster import SimNode, SimPool
@@ -248,10 +249,11 @@ class Simulation:
         self._new_submits.clear()
         if not candidates:
             return
-        usage: dict[str, float] = {}
-        if self.config.queue_ordering == "fair-share":
-            for r, _ in self.running.values():
-                usage[r.gang.queue] = usage.get(r.gang.queue, 0.0) + r.gang.total_gpus
+        usage = (
+            running_gpus_by_queue([r for r, _ in self.running.values()])
+            if self.config.queue_ordering == "fair-share"
+            else None
+        )
 
         def offer(gang: Gang) -> bool:
             for pool in self.admission_order:

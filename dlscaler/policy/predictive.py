@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from dlscaler.config import PolicyConfig
 from dlscaler.model import ANY_GPU_TYPE, Forecast, Gang, PoolState, RunningGang
@@ -53,15 +54,7 @@ def decide_predictive(
         plan = decide_reactive(
             now_s=now_s, pools=pools, pending=pending, running=running, config=config
         )
-        return Plan(
-            targets=plan.targets,
-            scale_ups=plan.scale_ups,
-            removals=plan.removals,
-            notes=plan.notes,
-            next_decision_s=plan.next_decision_s,
-            policy="predictive",
-            fell_back=True,
-        )
+        return replace(plan, policy="predictive", fell_back=True)
     p = config.predictive
     views = [capacity.PoolView.of(s) for s in pools]
     floor_ups = capacity.ensure_min(views)
