@@ -2,11 +2,13 @@
 
 Backtests (5-minute steps, 1-hour horizon, refit daily, every origin):
 
-- the bundled trace (``data/alibaba_openb_2023_jobs.csv``) over its whole span after a
-  14-day warm-up (the ``dlscaler forecast`` defaults): the top-level result;
-- the same trace from day 115 only: its first ~110 days hold only the few long-running pods
-  that survived until the trace was taken (flat demand that every model forecasts
-  perfectly), so this window is where forecasting is actually tested;
+- the bundled trace (``data/alibaba_openb_2023_jobs.csv``) from day 115 on: the top-level
+  result. 7,041 of its 7,063 jobs arrive in these last 35 days; the first 115 days hold
+  only the 22 long-running pods that survived until the trace was taken, a flat series;
+- the same trace over its whole span after a 14-day warm-up (the ``dlscaler forecast``
+  defaults). On the flat stretch every forecast equals the actual value, and a tie counts
+  as covered, so p90 coverage there is near 100% by construction; it is reported, but it
+  says nothing about calibration;
 - the serving trace (``../shared/data/alibaba_dlrm_2025_instances.csv``, ``DLService``
   demand) after a 7-day warm-up, when present.
 
@@ -131,8 +133,8 @@ def main() -> None:
     bundled = load(BUNDLED)
     print("backtests (this takes a few minutes)", file=sys.stderr)
     runs = [
-        run("bundled, whole trace", BUNDLED, bundled, 14, stride),
         run("bundled, active window (day 115 on)", BUNDLED, bundled, 115, stride),
+        run("bundled, whole trace", BUNDLED, bundled, 14, stride),
     ]
     if SERVING.exists():
         runs.append(run("serving (DLService)", SERVING, load(SERVING), 7, stride))
@@ -143,6 +145,7 @@ def main() -> None:
         "forecast.json",
         {
             "trace": main_run["trace"],
+            "headline_run": main_run["name"],
             "step_s": STEP_S,
             "horizon_s": HORIZON_S,
             "models": main_run["models"],

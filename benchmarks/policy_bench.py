@@ -22,6 +22,7 @@ from common import write_result
 
 from dlscaler.config import DEFAULT_POOL, PolicyConfig, parse_policy_config
 from dlscaler.trace import parse_trace
+from simulator.bounds import no_wait_bound
 from simulator.compare import config_for
 from simulator.forecasting import default_forecast_factory
 from simulator.report import build_report
@@ -51,6 +52,11 @@ def main() -> None:
         runs.append(("predictive (tuned)", replace(tuned, policy="predictive")))
     runs.append(("oracle", PolicyConfig(policy="oracle")))
 
+    bound = no_wait_bound(trace, pools)
+    print(
+        f"{'no-wait bound':>20}: cost {bound.cost_usd:>12,.0f} USD  "
+        f"({bound.gpu_hours:,.0f} GPU-h: every job at submit, free repacking, instant boots)"
+    )
     reports = []
     for label, given in runs:
         cfg = config_for(given.policy, given, trace, pools)
@@ -72,6 +78,7 @@ def main() -> None:
             "trace": trace.source,
             "pools": [DEFAULT_POOL.model_dump(by_alias=True, exclude_defaults=True)],
             "seed": args.seed,
+            "bound": bound.as_dict(),
             "reports": reports,
         },
     )

@@ -181,6 +181,14 @@ def run_and_report(
     for row in table_rows(reports):
         table.add_row(*row)
     Console(width=max(Console().width, 150)).print(table)
+    if pools:
+        from simulator.bounds import no_wait_bound
+
+        bound = no_wait_bound(trace, pools)
+        console.print(
+            f"no-wait repacking bound: {bound.gpu_hours:,.0f} GPU-h, {bound.cost_usd:,.0f} USD "
+            "(no policy that starts every job at submit can provision less)"
+        )
     for r in results:
         if r.unschedulable:
             console.print(

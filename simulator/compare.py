@@ -12,6 +12,7 @@ from typing import Any
 from dlscaler.config import PolicyConfig, PoolModel
 from dlscaler.model import ANY_GPU_TYPE
 from dlscaler.trace import Trace
+from simulator.bounds import no_wait_bound
 from simulator.plot import trace_demand
 from simulator.runner import ForecastSource, ProgressFn, SimOptions, SimResult, simulate
 
@@ -88,5 +89,6 @@ def report_document(
             p.model_dump(by_alias=True, exclude_defaults=True) | {"name": p.name} for p in pools
         ],
         "seed": seed,
+        "bound": no_wait_bound(trace, pools).as_dict() if pools else None,
         "reports": list(reports),
     }
