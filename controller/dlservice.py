@@ -14,7 +14,9 @@ Pure parts: parsing, the replica count (HPA's rules), and the objects to create.
 
 The replicas' GPU requests are ordinary pod requests; replicas that cannot be scheduled
 become pending gangs of one for the policy (``pending_gangs``), so serving and training
-demand grow the same pools.
+demand grow the same pools. A service that no NodePool could ever grow capacity for (its GPU
+type is offered by none, or a replica needs more GPUs than any fitting node has) is told
+so in a ``Schedulable`` condition (:func:`schedulability`), as a DLJob is.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ from controller.dljob import PodView
 from controller.gang import label_value
 from controller.kube import owner_reference
 from controller.names import GPU_RESOURCE, GPU_TYPE_LABEL, SERVICE_LABEL
-from dlscaler.model import Gang
+from dlscaler.model import Gang, PoolSpec
 
 TOLERANCE = 0.1
 SERVING_QUEUE = "serving"
+SCHEDULABLE = "Schedulable"
+MAX_POOLS_NAMED = 20
+"""A message names at most this many NodePools (an Event's message is cut at 1 KiB)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,3 +227,106 @@ def pending_gangs(services: Sequence[ServiceView], pods: Sequence[PodView]) -> l
             )
         )
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Schedulability:
+    """Whether some NodePool can ever hold a replica: the ``Schedulable`` condition."""
+
+    schedulable: bool
+    reason: str
+    message: str
+
+
+def _pool_list(pools: Sequence[PoolSpec]) -> str:
+    named = [f"{p.name} ({p.gpu_type or 'unnamed type'}, {p.gpus_per_node} GPUs/node)"
+             for p in sorted(pools, key=lambda p: p.name)]  # fmt: skip
+    if not named:
+        return "there are no NodePools"
+    more = len(named) - MAX_POOLS_NAMED
+    shown = ", ".join(named[:MAX_POOLS_NAMED]) + (f" and {more} more" if more > 0 else "")
+    return f"NodePools: {shown}"
+
+
+def schedulability(svc: ServiceView, pools: Sequence[PoolSpec]) -> Schedulability:
+    """The policy's own fit rule (``PoolSpec.accepts``) for one replica, against every
+    NodePool the controller manages. A pool that is backed off or at its maximum still
+    counts: the condition says whether waiting can ever help, not whether it is quick."""
+    if svc.gpus_per_replica == 0:
+        return Schedulability(True, "NoGpusRequested", "replicas request no GPUs")
+    wanted = svc.gpu_type or "(any)"
+    replica = Gang(
+        job_id=svc.key,
+        submit_s=0.0,
+        workers=1,
+        gpus_per_worker=svc.gpus_per_replica,
+        gpu_type=svc.gpu_type,
+        queue=SERVING_QUEUE,
+    )
+    typed = [p for p in pools if replica.fits_gpu_type(p.gpu_type)]
+    if not typed:
+        return Schedulability(
+            False,
+            "NoPoolOffersGpuType",
+            f"no NodePool offers GPU type {wanted!r}, so no node can be added for the "
+            f"replicas; {_pool_list(pools)}. Create a NodePool with gpuType {wanted!r} or "
+            "change spec.gpuType.",
+        )
+    fitting = sorted(p.name for p in typed if p.accepts(replica))
+    if not fitting:
+        largest = max(p.gpus_per_node for p in typed)
+        return Schedulability(
+            False,
+            "NoPoolFitsReplica",
+            f"a replica needs {svc.gpus_per_replica} GPUs of type {wanted!r}; the largest "
+            f"node of that type has {largest}; {_pool_list(typed)}. Lower "
+            "spec.gpusPerReplica or add a NodePool with larger nodes.",
+        )
+    shown = ", ".join(fitting[:MAX_POOLS_NAMED])
+    more = len(fitting) - MAX_POOLS_NAMED
+    return Schedulability(
+        True,
+        "PoolOffersGpuType",
+        f"NodePools that can add nodes for the replicas: {shown}"
+        + (f" and {more} more" if more > 0 else ""),
+    )
+
+
+def condition_of(svc: ServiceView, kind: str) -> Mapping[str, Any] | None:
+    for cond in svc.status.get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == kind:
+            return cond
+    return None
+
+
+def schedulable_conditions(
+    svc: ServiceView, sched: Schedulability, now: str
+) -> list[dict[str, Any]] | None:
+    """The service's conditions with ``Schedulable`` set from ``sched`` (``now``: an RFC
+    3339 time), or None when the condition already says exactly this. The transition time
+    moves only when the status flips, as for every metav1.Condition."""
+    old = condition_of(svc, SCHEDULABLE)
+    value = "True" if sched.schedulable else "False"
+    if old is not None and (old.get("status"), old.get("reason"), old.get("message")) == (
+        value,
+        sched.reason,
+        sched.message,
+    ):
+        return None
+    since = now
+    if old is not None and old.get("status") == value and old.get("lastTransitionTime"):
+        since = str(old["lastTransitionTime"])
+    cond = {
+        "type": SCHEDULABLE,
+        "status": value,
+        "reason": sched.reason,
+        "message": sched.message[:32000],
+        "lastTransitionTime": since,
+        "observedGeneration": svc.generation,
+    }
+    others = [
+        dict(c)
+        for c in svc.status.get("conditions") or []
+        if isinstance(c, Mapping) and c.get("type") != SCHEDULABLE
+    ]
+    return [*others, cond]

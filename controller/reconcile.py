@@ -55,7 +55,7 @@ from controller.serving import ServiceReconciler
 from controller.settings import ControllerSettings
 from controller.snapshot import ClusterView, NodeView, parse_node, used_gpus_by_node
 from controller.state import DemandHistory, StateStore
-from dlscaler.model import NodePhase, PoolState
+from dlscaler.model import NodePhase, PoolSpec, PoolState
 from dlscaler.plan import Plan
 
 log = logging.getLogger("dlscaler.reconcile")
@@ -291,7 +291,7 @@ class Reconciler:
         calls += self._scale_up(plan, view)
         writes += self._remove(plan, view, now)
         calls += self._continue_drains(nodes, view, now)
-        writes += self._apply_services(services, objs.deployments)
+        writes += self._apply_services(services, objs.deployments, [p.spec for p in decided.pools])
         wait_futures(writes)
         mark("writes")
         retry_soon = self._settle(calls)
@@ -341,12 +341,13 @@ class Reconciler:
     # --- services -------------------------------------------------------------------------
 
     def _apply_services(
-        self, services: Sequence[Any], deployments: Sequence[Obj]
+        self, services: Sequence[Any], deployments: Sequence[Obj], pools: Sequence[PoolSpec]
     ) -> list[Future[Any]]:
+        """``pools``: every managed NodePool, for the services' ``Schedulable`` condition."""
         by_name = {(d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in deployments}
         self.serving.stabilizer.forget({s.key for s in services})
         return [
-            self.io.submit(self.serving.reconcile, s, by_name.get((s.namespace, s.name)))
+            self.io.submit(self.serving.reconcile, s, by_name.get((s.namespace, s.name)), pools)
             for s in services
         ]
 
