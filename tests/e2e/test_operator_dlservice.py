@@ -124,3 +124,70 @@ def test_load_drives_replicas_and_unschedulable_replicas_grow_the_pool(
         cluster.wait(lambda: len(cluster.pool_nodes()) == 1, 60, "the idle node removed")
         reasons = [e["reason"] for e in cluster.events_for("DLService", "llm")]
         assert reasons.count("Rescaled") >= 2, dump(reasons)
+
+
+def test_a_gpu_type_no_pool_offers_is_reported_once_and_cleared_when_a_pool_appears(
+    kube_cluster: DevCluster, cluster: Cluster, scope: Scope, tmp_path: Path
+) -> None:
+    cluster.apply(nodepool(scope))
+    wanted = f"h100-{scope.id}"
+    service = {
+        "apiVersion": API_VERSION,
+        "kind": "DLService",
+        "metadata": {"name": "rare", "namespace": scope.namespace},
+        "spec": {
+            "minReplicas": 1,
+            "maxReplicas": 2,
+            "gpusPerReplica": 4,
+            "gpuType": wanted,
+            "target": {"requestsPerSecondPerReplica": 10},
+            "template": {"spec": {"containers": [{"name": "srv", "image": "srv:1"}]}},
+        },
+    }
+
+    def schedulable() -> dict[str, Any]:
+        obj = cluster.kube.get(custom_path(DLSERVICES, scope.namespace, "rare"))
+        assert obj is not None
+        conds = (obj.get("status") or {}).get("conditions") or []
+        return next((c for c in conds if c["type"] == "Schedulable"), {})
+
+    def events(reason: str) -> list[dict[str, Any]]:
+        return [e for e in cluster.events_for("DLService", "rare") if e["reason"] == reason]
+
+    with controllers(kube_cluster, scope, tmp_path) as (ctl,):
+        cluster.apply(service)
+        cluster.wait(lambda: schedulable().get("status") == "False", 30, "Schedulable=False")
+        cond = schedulable()
+        assert cond["reason"] == "NoPoolOffersGpuType", dump(cond)
+        assert repr(wanted) in cond["message"], cond["message"]
+        assert f"{scope.pool_name()} ({scope.gpu_type}, 8 GPUs/node)" in cond["message"]
+        # Passes run every second: several go by, and none repeats the Event.
+        passes = ctl.metric("dlscaler_reconcile_seconds_count") or 0.0
+        cluster.wait(
+            lambda: (ctl.metric("dlscaler_reconcile_seconds_count") or 0.0) >= passes + 5,
+            30,
+            "five more passes",
+        )
+        (warning,) = events("Unschedulable")
+        assert warning["type"] == "Warning" and repr(wanted) in warning["message"]
+        assert schedulable()["lastTransitionTime"] == cond["lastTransitionTime"]
+        assert not cluster.pool_nodes(), "a node was added for a type the pool does not have"
+
+        cluster.apply(nodepool(scope, "h100", gpuType=wanted))
+        cluster.wait(lambda: schedulable().get("status") == "True", 30, "Schedulable=True")
+        assert schedulable()["reason"] == "PoolOffersGpuType"
+        assert scope.pool_name("h100") in schedulable()["message"]
+        cluster.wait(
+            lambda: (
+                (cluster.kube.get(custom_path(DLSERVICES, scope.namespace, "rare")) or {})
+                .get("status", {})
+                .get("readyReplicas")
+                == 1
+            ),
+            60,
+            "the replica running on a node of the new pool",
+        )
+        assert len(cluster.pool_nodes("h100")) == 1 and not cluster.pool_nodes()
+        (cleared,) = events("Schedulable")
+        assert cleared["type"] == "Normal"
+        assert len(events("Unschedulable")) == 1

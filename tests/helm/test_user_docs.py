@@ -226,6 +226,8 @@ def controller_reasons() -> set[str]:
             for kind, reason in re.findall(pattern, text):
                 names |= {kind, reason}
         names |= set(re.findall(r"\"type\":\s*\"([A-Z]\w+)\"", text))
+        # A verdict whose reason follows its status: Schedulability(False, "Reason", ...)
+        names |= set(re.findall(r"\(\s*(?:True|False)\s*,\s*\"([A-Z]\w+)\"", text))
     return names - {"Normal", "Warning"}  # NORMAL, WARNING = "Normal", "Warning"
 
 
@@ -234,7 +236,7 @@ def test_troubleshooting_explains_every_event_and_condition() -> None:
     # The extraction must keep finding what it was written for.
     assert {
         "Admitted", "Unschedulable", "ScaledUp", "ScaleFailed", "DeadlineExceeded", "Rescaled",
-        "Schedulable", "NoFittingPool", "Available", "BackedOff",
+        "Schedulable", "NoFittingPool", "Available", "BackedOff", "NoPoolOffersGpuType",
     } <= names  # fmt: skip
     documented = set(re.findall(r"`([A-Z]\w+)`", read("troubleshooting.md")))
     missing = sorted(names - documented)
