@@ -71,9 +71,20 @@ class JobView:
         return str(self.status.get("phase") or "")
 
     @property
-    def attempt(self) -> int:
-        """The current start of the gang: 0, then one more per restart."""
+    def restarts(self) -> int:
+        """Gang restarts after failures (what ``backoffLimit`` bounds)."""
         return int(self.status.get("restarts") or 0)
+
+    @property
+    def resizes(self) -> int:
+        """Elastic resizes (restarts with a new world size; not bounded by ``backoffLimit``)."""
+        return int(self.status.get("resizes") or 0)
+
+    @property
+    def attempt(self) -> int:
+        """The current start of the gang: 0, then one more per restart or resize (the
+        ``dlscaler.io/attempt`` label of its pods)."""
+        return self.restarts + self.resizes
 
     @property
     def admitted_workers(self) -> int:

@@ -5,13 +5,16 @@ delete, Events to record, and whether to delete the job (``ttlSecondsAfterFinish
 Admission itself (Queued -> Admitted) is :mod:`controller.admission`'s job.
 
     (new) -> Queued -> Admitted -> Running -> Succeeded
-                ^          |           |
-                +-- restart (a worker failed or vanished; restarts <= backoffLimit)
+                ^          |   ^       |
+                |          |   +-------+ resize (elastic: new world size, same nodes kept)
+                +-- restart (a worker failed or vanished; restarts <= backoffLimit),
+                |   after an exponential delay (``nextRestartTime``), as the Job controller
                            +-----------+--> Failed (backoffLimit, activeDeadlineSeconds)
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +32,32 @@ from controller.dljob import (
 )
 
 NORMAL, WARNING = "Normal", "Warning"
+
+
+@dataclass(frozen=True, slots=True)
+class RestartBackoff:
+    """The delay between a gang's failure and its restart, as the Job controller's pod
+    backoff: ``base_s``, doubled per restart, at most ``max_s`` (0: restart at once)."""
+
+    base_s: float = 10.0
+    max_s: float = 360.0
+
+    def __post_init__(self) -> None:
+        if self.base_s < 0 or self.max_s < 0:
+            raise ValueError(
+                f"restart backoff must be >= 0 s, got base {self.base_s}, max {self.max_s}"
+            )
+
+    def delay_s(self, restarts: int) -> float:
+        """Before restart number ``restarts`` (1 for the first)."""
+        if self.base_s <= 0 or restarts < 1:
+            return 0.0
+        # Capped before the power grows without bound (backoffLimit may be 1000).
+        doublings = min(restarts - 1, 64)
+        return min(self.max_s, self.base_s * 2.0**doublings)
+
+
+DEFAULT_BACKOFF = RestartBackoff()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +144,14 @@ def step(
     *,
     existing_nodes: set[str] | frozenset[str] = frozenset(),
     unschedulable_after_s: float = 300.0,
+    backoff: RestartBackoff = DEFAULT_BACKOFF,
 ) -> JobStep:
     """What should happen to ``job`` now. ``pods`` are its pods (any attempt);
     ``existing_nodes`` the names of the cluster's nodes (a worker pinned to a node that is
     gone will never run). A worker the scheduler has refused for ``unschedulable_after_s``
     (its node filled up meanwhile, a volume that does not exist...) restarts the gang, so
-    it is placed afresh or, past the backoff limit, fails saying why."""
+    it is placed afresh or, past the backoff limit, fails saying why. A restarted gang
+    waits ``backoff`` before it is queued again."""
     out = JobStep()
     phase = job.phase
     if not phase:
@@ -149,7 +180,7 @@ def step(
         if resumed is not None:
             resumed.delete_pods = out.delete_pods
             return resumed
-        return out
+        return _restart_delay(job, now_s, out)
     current = [p for p in pods if p.attempt == job.attempt]
     started = parse_time(job.status.get("admittedTime")) or now_s
     if job.active_deadline_s is not None:
@@ -199,7 +230,7 @@ def step(
             )
         else:
             why = f"worker {missing[0]} disappeared"
-        return _restart(job, current, now_s, out, why)
+        return _restart(job, current, now_s, out, why, backoff)
     if missing:  # admitted, pods not all created yet (or a crash in between): create them
         out.create_workers = missing
     states = worker_states(job, current)
@@ -221,8 +252,10 @@ def step(
         p.phase in ("Running", "Succeeded") for p in by_index.values()
     )
     if running and phase == ADMITTED:
+        # A resized job keeps the start time of its first run (a restart clears it).
+        started_s = parse_time(job.status.get("startTime")) or now_s
         out.status.update(
-            phase=RUNNING, startTime=format_time(now_s), message=f"{workers} workers running"
+            phase=RUNNING, startTime=format_time(started_s), message=f"{workers} workers running"
         )
         set_conditions(
             job,
@@ -236,9 +269,14 @@ def step(
 
 
 def _restart(
-    job: JobView, pods: Sequence[PodView], now_s: float, out: JobStep, why: str
+    job: JobView,
+    pods: Sequence[PodView],
+    now_s: float,
+    out: JobStep,
+    why: str,
+    backoff: RestartBackoff,
 ) -> JobStep:
-    restarts = job.attempt + 1
+    restarts = job.restarts + 1
     if restarts > job.backoff_limit:
         return _fail(
             job,
@@ -249,7 +287,17 @@ def _restart(
             f"{why}; backoffLimit {job.backoff_limit} reached",
         )
     out.delete_pods.extend(p.name for p in pods if not p.deleting)
+    delay = backoff.delay_s(restarts)
     msg = f"{why}; restarting the gang ({restarts} of {job.backoff_limit})"
+    reason = "Restarting"
+    next_restart: str | None = None
+    if delay > 0:
+        # Whole seconds, rounded up: the stamp is what later passes compare against.
+        at = math.ceil(now_s + delay)
+        next_restart = format_time(at)
+        msg += f" after a backoff of {delay:.0f} s, at {next_restart}"
+        reason = "BackoffDelay"
+        out.wake_at_s = at
     out.status.update(
         phase=QUEUED,
         restarts=restarts,
@@ -259,14 +307,85 @@ def _restart(
         gpus=job.min_workers * job.gpus_per_worker,
         admittedTime=None,
         startTime=None,
+        nextRestartTime=next_restart,
     )
     set_conditions(
         job,
         out,
         condition("Running", False, "Restarting", msg, now_s, job),
-        condition("Queued", True, "Restarting", msg, now_s, job),
+        condition("Queued", True, reason, msg, now_s, job),
     )
     out.event(WARNING, "Restarting", msg)
+    return out
+
+
+def next_restart_s(job: JobView, step: JobStep | None = None) -> float | None:
+    """When a restarted gang may be queued for GPUs again (``None``: it may now), as this
+    pass's ``step`` leaves it."""
+    status: Mapping[str, Any] = job.status
+    if step is not None and "nextRestartTime" in step.status:
+        status = step.status
+    return parse_time(status.get("nextRestartTime"))
+
+
+def backing_off(job: JobView, step: JobStep | None, now_s: float) -> bool:
+    """A restarted gang still in its backoff delay: neither admitted nor provisioned for."""
+    at = next_restart_s(job, step)
+    return at is not None and now_s < at
+
+
+def _restart_delay(job: JobView, now_s: float, out: JobStep) -> JobStep:
+    """A queued job after a restart: wait out the backoff, then ask for GPUs again."""
+    at = next_restart_s(job)
+    if at is None:
+        return out
+    if now_s < at:
+        out.wake_at_s = at
+        return out
+    msg = f"backoff over: waiting for GPUs (restart {job.restarts} of {job.backoff_limit})"
+    out.status.update(nextRestartTime=None, message=msg)
+    set_conditions(job, out, condition("Queued", True, "Restarting", msg, now_s, job))
+    return out
+
+
+def resize(
+    job: JobView,
+    pods: Sequence[PodView],
+    now_s: float,
+    *,
+    nodes: Sequence[str],
+    reason: str,
+    message: str,
+) -> JobStep:
+    """Restart a running elastic gang with ``len(nodes)`` workers on ``nodes`` (by index).
+
+    Every worker is recreated with the new world size (its rendezvous environment names
+    every worker); the pods of the current gang are deleted and the new ones belong to the
+    next attempt. This is not a failure: ``restarts`` (and so ``backoffLimit``) is left
+    alone, ``resizes`` counts it and ``lastResizeTime`` spaces resizes out.
+    """
+    out = JobStep()
+    out.delete_pods.extend(p.name for p in pods if not p.deleting)
+    workers = len(nodes)
+    # Workers whose pod name is free start now (a worker added by growth); the others
+    # once the old pod of that name is gone (the next passes create missing workers).
+    taken = {p.index for p in pods}
+    out.create_workers = [i for i in range(workers) if i not in taken]
+    states = [{"index": i, "nodeName": n, "phase": "Pending"} for i, n in enumerate(nodes)]
+    text = f"{message}; restarting its {workers} workers"
+    out.status.update(
+        phase=ADMITTED,
+        workers=workers,
+        gpus=workers * job.gpus_per_worker,
+        workerStates=states,
+        resizes=job.resizes + 1,
+        lastResizeTime=format_time(now_s),
+        message=text,
+    )
+    resized = condition("Resized", True, reason, message, now_s, job)
+    resized["lastTransitionTime"] = format_time(now_s)  # each resize is a new transition
+    set_conditions(job, out, resized, condition("Running", False, "Resizing", text, now_s, job))
+    out.event(NORMAL, "Resized", message)
     return out
 
 

@@ -64,6 +64,7 @@ def plan_pass(
     timer: Callable[[], float] | None = None,
     extra_pending: Sequence[Gang] = (),
     unschedulable_after_s: float = 300.0,
+    restart_backoff: lifecycle.RestartBackoff = lifecycle.DEFAULT_BACKOFF,
 ) -> PassPlan:
     """``extra_pending``: other waiting demand the policy provisions for but the controller
     does not admit (DLService replicas the scheduler could not place)."""
@@ -76,6 +77,7 @@ def plan_pass(
             now_s,
             existing_nodes=node_names,
             unschedulable_after_s=unschedulable_after_s,
+            backoff=restart_backoff,
         )
         for j in jobs
     }
@@ -95,6 +97,8 @@ def plan_pass(
     for job in jobs:
         phase = str(steps[job.uid].status.get("phase", job.phase))
         job_pods = by_job.get(job.uid, [])
+        if phase == QUEUED and lifecycle.backing_off(job, steps[job.uid], now_s):
+            continue  # a restarted gang waiting out its backoff asks for no GPUs yet
         if phase == QUEUED and not job.suspend:
             pending.append(job)
             if not any(p.active for p in job_pods):

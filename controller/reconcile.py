@@ -29,7 +29,7 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from controller import drain, gang, lifecycle
+from controller import drain, gang, lifecycle, resizing
 from controller.admission import Admission
 from controller.cache import ObjectCache
 from controller.clock import format_time, parse_time
@@ -259,6 +259,7 @@ class Reconciler:
         nodes = [parse_node(n) for n in objs.nodes]
         pods = [parse_pod(p) for p in objs.pods]
         jobs = [parse_dljob(j) for j in objs.jobs]
+        pods += resizing.reserved_workers(jobs, pods)  # workers whose pods are yet to come
         services = [parse_dlservice(s) for s in objs.services]
         serving_pending = pending_gangs(services, pods)
         used = used_gpus_by_node(pods)
@@ -279,12 +280,27 @@ class Reconciler:
             timer=time.perf_counter,
             extra_pending=serving_pending,
             unschedulable_after_s=self.settings.worker_schedule_timeout_s,
+            restart_backoff=lifecycle.RestartBackoff(
+                self.settings.restart_backoff_s, self.settings.restart_backoff_max_s
+            ),
         )
         self.metrics.decide_latency.observe(decided.decide_s)
         mark("plan")
         view, plan, steps = decided.view, decided.plan, dict(decided.steps)
         admissions, waiting, running = decided.admissions, decided.waiting, decided.running
         self.idle.mark_busy(n for a in admissions for n in a.nodes)
+        # Elastic jobs grow into idle GPUs, or shrink so that a waiting gang needs no node.
+        elastic = resizing.plan_elastic(
+            now_s=now,
+            jobs=jobs,
+            pods=pods,
+            decided=decided,
+            extra_pending=serving_pending,
+            min_interval_s=self.settings.elastic_resize_interval_s,
+        )
+        plan = elastic.plan
+        steps.update(elastic.steps)
+        self.idle.mark_busy(elastic.grown_nodes)
         self._note_waiting(waiting, plan, decided.pools, now, steps)
         writes = self._apply_jobs(jobs, steps, admissions, view)
         calls = self._repair_stuck(view)
@@ -381,6 +397,8 @@ class Reconciler:
             for ev in step.events:
                 self.events.record(job.obj, ev.type, ev.reason, ev.message)
             if step.create_workers:
+                # As the step leaves the job (a resize changes its workers and attempt).
+                job = replace(job, status={**job.status, **step.status})
                 nodes = job.worker_nodes()
                 self._create_workers(job, step.create_workers, nodes, view)
         except ApiError as err:

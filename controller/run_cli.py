@@ -83,6 +83,22 @@ def run_command(
         float,
         typer.Option(min=1.0, help="Restart a gang whose worker cannot be scheduled this long."),
     ] = 300.0,
+    restart_backoff: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Delay before a failed gang restarts, seconds, doubled per restart (0: none).",
+        ),
+    ] = 10.0,
+    restart_backoff_max: Annotated[
+        float, typer.Option(min=0.0, help="The longest delay before a gang restart, seconds.")
+    ] = 360.0,
+    elastic_resize_interval: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Resize (grow or shrink) an elastic DLJob at most this often, seconds."
+        ),
+    ] = 300.0,
     max_drain: Annotated[
         float, typer.Option(min=1.0, help="Give up draining a node after this long, seconds.")
     ] = 600.0,
@@ -146,6 +162,9 @@ def run_command(
         call_timeout_s=call_timeout,
         max_drain_s=max_drain,
         worker_schedule_timeout_s=worker_schedule_timeout,
+        restart_backoff_s=restart_backoff,
+        restart_backoff_max_s=restart_backoff_max,
+        elastic_resize_interval_s=elastic_resize_interval,
         history_step_s=history_step,
         persist_every_s=persist_every,
         state_namespace=own_namespace,

@@ -43,6 +43,13 @@ class ControllerSettings:
     """How long a pass waits for provider calls before moving on (they continue)."""
     worker_schedule_timeout_s: float = 300.0
     """Restart a gang whose worker the scheduler has refused this long."""
+    restart_backoff_s: float = 10.0
+    """A failed gang is restarted after this delay, doubled per restart (0: at once)."""
+    restart_backoff_max_s: float = 360.0
+    """...and never more than this (the Job controller's 10 s doubling to 6 minutes)."""
+    elastic_resize_interval_s: float = 300.0
+    """An elastic DLJob is resized (grown or shrunk, a restart of its gang) at most this
+    often."""
     max_drain_s: float = 600.0
     """Give up draining a node (uncordon it) after this long."""
     history_step_s: float = 60.0

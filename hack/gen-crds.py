@@ -517,6 +517,17 @@ def dljob(template: Schema) -> Schema:
                 "description": "While queued: when the job is expected to start.",
             },
             "restarts": integer("Gang restarts so far (see runPolicy.backoffLimit).", minimum=0),
+            "nextRestartTime": {
+                **TIME,
+                "description": "After a failure: when the gang is queued again (the restart "
+                "backoff doubles per restart).",
+            },
+            "resizes": integer(
+                "Elastic resizes so far (restarts with a new number of workers; they do not "
+                "count against runPolicy.backoffLimit).",
+                minimum=0,
+            ),
+            "lastResizeTime": {**TIME, "description": "When the elastic job was last resized."},
             "message": string("A human-readable summary of the phase.", maxLength=32768),
             "observedGeneration": integer(
                 "The .metadata.generation this status describes.", minimum=0
