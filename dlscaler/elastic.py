@@ -257,14 +257,19 @@ def _alive(workers: Sequence[str]) -> int:
 def _release_order(
     workers: Sequence[str], gpus_per_worker: int, room: Mapping[str, int]
 ) -> list[int]:
-    """Worker indexes in the order to release them: those on the nodes that would have the
+    """Worker indexes in the order to release them: node by node, those that would have the
     most free GPUs once this job's workers there are gone first (whole nodes free up
-    sooner), the highest index first on a node (rank 0 stays where it is if it can)."""
+    sooner); among equals, the node of the highest index first, and on a node the highest
+    index first (so rank 0 stays where it is if it can)."""
     on_node = Counter(n for n in workers if n)
+    top: dict[str, int] = {}
+    for i, n in enumerate(workers):
+        if n:
+            top[n] = i
 
-    def key(i: int) -> tuple[int, str, int]:
+    def key(i: int) -> tuple[int, int, int]:
         node = workers[i]
-        return (-(room.get(node, 0) + on_node[node] * gpus_per_worker), node, -i)
+        return (-(room.get(node, 0) + on_node[node] * gpus_per_worker), -top[node], -i)
 
     return sorted((i for i, n in enumerate(workers) if n and n in room), key=key)
 
