@@ -5,6 +5,12 @@ this module builds the paths, pages through lists, and turns failed calls into
 :class:`ApiError` with the API server's own message. Every call blocks: the controller
 makes them from worker threads (one HTTP session per thread, since a requests session is
 not meant to be shared across threads), never from the event loop.
+
+Bound ServiceAccount tokens expire (an hour, typically) and the kubelet rewrites the
+mounted token file well before that; pykube-ng reads the file once. So a token that comes
+from a file (in-cluster, or a kubeconfig's ``tokenFile`` as client-go reads it) is handed
+out by :class:`TokenFile`, which re-reads the file when it changes, at least every minute,
+and after a 401.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pykube
@@ -26,7 +34,9 @@ log = logging.getLogger("dlscaler.kube")
 
 Obj = dict[str, Any]
 
-SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+TOKEN_RECHECK_S = 60.0
+"""Re-read a token file at least this often even if it looks unchanged (client-go's period)."""
 LIST_PAGE = 500
 
 
@@ -54,14 +64,104 @@ class ApiError(Exception):
         return self.status in (0, 429, 500, 502, 503, 504)
 
 
-def load_config(kubeconfig: str | None = None) -> pykube.KubeConfig:
-    """``kubeconfig`` if given; else the in-cluster service account; else ``$KUBECONFIG``
-    or ``~/.kube/config``."""
+class TokenFile:
+    """The current content of a bearer-token file (thread-safe).
+
+    Each use costs one ``stat``: the file is read again when its inode, size or
+    modification time changed (the kubelet swaps a symlink to a new file), when
+    ``recheck_s`` has passed, or when forced after a 401. A failed read keeps the last
+    token (the next use tries again) rather than sending none.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        recheck_s: float = TOKEN_RECHECK_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = Path(path)
+        self.recheck_s = recheck_s
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._token = ""
+        self._signature: tuple[int, int, int] | None = None
+        self._read_at = -float("inf")
+        self.reads = 0
+        """How many times the file was read (for tests and debugging)."""
+
+    def token(self, *, force: bool = False) -> str:
+        with self._lock:
+            now = self.clock()
+            try:
+                st = os.stat(self.path)
+                signature: tuple[int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns)
+            except OSError:
+                signature = None
+            stale = now - self._read_at >= self.recheck_s
+            if force or stale or signature != self._signature or not self._token:
+                self._read(now, signature)
+            return self._token
+
+    def _read(self, now: float, signature: tuple[int, int, int] | None) -> None:
+        try:
+            token = self.path.read_text().strip()
+        except OSError as err:
+            log.warning("could not read the token file %s (keeping the last token): %s",
+                        self.path, err)  # fmt: skip
+            return
+        if not token:
+            log.warning("the token file %s is empty (keeping the last token)", self.path)
+            return
+        if self._token and token != self._token:
+            log.info("token file %s changed: using the new token", self.path)
+        self._token, self._signature, self._read_at = token, signature, now
+        self.reads += 1
+
+
+class TokenFileConfig(pykube.KubeConfig):  # type: ignore[misc]
+    """A kubeconfig whose user's token is the current content of a :class:`TokenFile`.
+
+    pykube-ng's HTTP adapter reads ``config.user["token"]`` on every request, and the
+    operator's kopf login handler reads it whenever kopf (re)authenticates (kopf logs in
+    again after a 401), so overriding ``user`` reaches both without touching either.
+    """
+
+    def __init__(self, base: pykube.KubeConfig, token_file: TokenFile) -> None:
+        super().__init__(base.doc, current_context=base.current_context)
+        self.filepath = base.filepath  # relative paths in the kubeconfig resolve as before
+        self.token_file = token_file
+
+    @property
+    def user(self) -> dict[str, Any]:
+        user = dict(super().user)
+        user["token"] = self.token_file.token()
+        return user
+
+
+def load_config(
+    kubeconfig: str | None = None, *, service_account_dir: str | os.PathLike[str] | None = None
+) -> pykube.KubeConfig:
+    """``kubeconfig`` if given; else the in-cluster service account (files in
+    ``service_account_dir``, by default where Kubernetes mounts them); else ``$KUBECONFIG``
+    or ``~/.kube/config``. A token read from a file (the service account's, or a
+    kubeconfig user's ``tokenFile``) follows the file as it is rotated."""
+    sa_dir = Path(service_account_dir) if service_account_dir else SERVICE_ACCOUNT_DIR
     if kubeconfig:
-        return pykube.KubeConfig.from_file(kubeconfig)
-    if os.path.exists(SERVICE_ACCOUNT_TOKEN):
-        return pykube.KubeConfig.from_service_account()
-    return pykube.KubeConfig.from_file(os.environ.get("KUBECONFIG") or None)
+        config = pykube.KubeConfig.from_file(kubeconfig)
+    elif (sa_dir / "token").exists():
+        config = pykube.KubeConfig.from_service_account(path=str(sa_dir))
+        return TokenFileConfig(config, TokenFile(sa_dir / "token"))
+    else:
+        config = pykube.KubeConfig.from_file(os.environ.get("KUBECONFIG") or None)
+    token_file = config.user.get("tokenFile")
+    if token_file and not config.user.get("token"):
+        # client-go's rule: relative to the kubeconfig file; an inline token wins.
+        path = Path(os.path.expanduser(str(token_file)))
+        if not path.is_absolute() and config.filepath is not None:
+            path = Path(config.filepath).parent / path
+        return TokenFileConfig(config, TokenFile(path))
+    return config
 
 
 class Kube:
@@ -79,6 +179,15 @@ class Kube:
     @property
     def server(self) -> str:
         return str(self.config.cluster["server"])
+
+    def _token_renewed(self, refused: requests.Response) -> bool:
+        """After a 401: read the token file again; True if it now holds another token than
+        the refused request carried."""
+        token_file = getattr(self.config, "token_file", None)
+        if not isinstance(token_file, TokenFile):
+            return False
+        sent = refused.request.headers.get("Authorization", "")
+        return f"Bearer {token_file.token(force=True)}" != sent
 
     def _client(self) -> pykube.HTTPClient:
         client = getattr(self._local, "client", None)
@@ -103,17 +212,24 @@ class Kube:
         url = client.url.rstrip("/") + path
         headers = {"Content-Type": content_type} if body is not None else {}
         data = json.dumps(body) if body is not None else None
-        try:
-            resp = client.session.request(
-                method,
-                url,
-                params=dict(params or {}),
-                data=data,
-                headers=headers,
-                timeout=self.timeout_s,
-            )
-        except requests.RequestException as err:
-            raise ApiError(0, str(err), reason="NoResponse", path=path) from err
+
+        def send() -> requests.Response:
+            try:
+                resp: requests.Response = client.session.request(
+                    method,
+                    url,
+                    params=dict(params or {}),
+                    data=data,
+                    headers=headers,
+                    timeout=self.timeout_s,
+                )
+            except requests.RequestException as err:
+                raise ApiError(0, str(err), reason="NoResponse", path=path) from err
+            return resp
+
+        resp = send()
+        if resp.status_code == 401 and self._token_renewed(resp):
+            resp = send()  # the token was rotated (and the old one revoked) since it was sent
         if resp.status_code >= 400:
             message, reason = resp.text[:2000], resp.reason
             try:
