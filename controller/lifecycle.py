@@ -45,7 +45,8 @@ class RestartBackoff:
     def __post_init__(self) -> None:
         if self.base_s < 0 or self.max_s < 0:
             raise ValueError(
-                f"restart backoff must be >= 0 s, got base {self.base_s}, max {self.max_s}"
+                "restart backoff: base_s and max_s must be >= 0 seconds, "
+                f"got base_s={self.base_s}, max_s={self.max_s}"
             )
 
     def delay_s(self, restarts: int) -> float:

@@ -145,3 +145,16 @@ def test_service_names_are_dns_labels_even_for_job_names_that_are_not():
     assert service_name("7b-finetune") == "j-7b-finetune"
     assert service_name("a.b") == "a-b"
     assert len(service_name("x" * 200)) == 63
+
+
+def test_workers_of_a_resized_elastic_gang_carry_the_new_attempt_and_world_size():
+    status = {"phase": "Admitted", "workers": 3, "restarts": 1, "resizes": 2}
+    job = parse_dljob(
+        dljob("el", workers=None, min_workers=1, max_workers=4, framework="tensorflow",
+              status=status)
+    )  # fmt: skip
+    pod = render_worker(job, 2, workers=job.admitted_workers, node="n2", pool="a")
+    assert pod["metadata"]["labels"][ATTEMPT_LABEL] == "3"  # one restart plus two resizes
+    tf_config = json.loads(env_of(pod)["TF_CONFIG"])
+    assert len(tf_config["cluster"]["worker"]) == 3
+    assert tf_config["task"] == {"type": "worker", "index": 2}

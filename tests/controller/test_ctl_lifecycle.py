@@ -6,7 +6,7 @@ from ctl_objects import T0, dljob, pod
 
 from controller.clock import format_time
 from controller.dljob import parse_dljob, parse_pod
-from controller.lifecycle import step
+from controller.lifecycle import resize, step
 
 
 def admitted(name="j", workers=2, phase="Admitted", restarts=0, **kw):
@@ -162,3 +162,30 @@ def test_a_worker_the_scheduler_refuses_for_too_long_restarts_the_gang_saying_wh
     out = step(job, pods, T0 + 301, unschedulable_after_s=300)
     assert out.status["phase"] == "Queued"
     assert 'persistentvolumeclaim "imagenet" not found' in out.status["message"]
+
+
+def test_a_resize_restarts_the_gang_on_its_new_nodes_without_counting_a_restart():
+    job = admitted(phase="Running", restarts=1, backoff_limit=1)
+    pods = workers(job, "Running", "Running", attempt=1)
+    done = parse_pod(pod("j-worker-2", node="n2", phase="Succeeded", job_uid=job.uid, index=2))
+    out = resize(job, [*pods, done], T0 + 9, nodes=["n0", "n0", "n3"], reason="R", message="m")
+    assert sorted(out.delete_pods) == ["j-worker-0", "j-worker-1", "j-worker-2"]
+    assert out.create_workers == []  # every name is still taken by a pod on its way out
+    assert out.status["phase"] == "Admitted"
+    assert "restarts" not in out.status
+    assert (out.status["workers"], out.status["gpus"], out.status["resizes"]) == (3, 24, 1)
+    assert [w["nodeName"] for w in out.status["workerStates"]] == ["n0", "n0", "n3"]
+    assert {c["type"]: c["reason"] for c in out.status["conditions"]}["Resized"] == "R"
+    assert [(e.reason, e.message) for e in out.events] == [("Resized", "m")]
+
+
+def test_a_resized_job_keeps_its_first_start_time_once_its_new_workers_run():
+    status = {"startTime": format_time(T0 + 1), "resizes": 1}
+    job = admitted(workers=1)
+    job = parse_dljob({**job.obj, "status": {**job.status, **status}})
+    out = step(job, workers(job, "Running", attempt=1), T0 + 50)
+    assert out.status["phase"] == "Running"
+    assert out.status["startTime"] == format_time(T0 + 1)
+    fresh = admitted(workers=1)
+    out = step(fresh, workers(fresh, "Running"), T0 + 50)
+    assert out.status["startTime"] == format_time(T0 + 50)
