@@ -42,7 +42,13 @@ def default_provider_factory(settings: ControllerSettings) -> ProviderFactory:
         from providers import build_provider
 
         if model.provider == "kwok":
-            return build_provider(model, kubeconfig=settings.kubeconfig)
+            import pykube
+
+            from controller.kube import load_config
+
+            # The controller's own credentials, so a rotated ServiceAccount token (or a
+            # kubeconfig's tokenFile) is followed by the provider's calls too.
+            return build_provider(model, api=pykube.HTTPClient(load_config(settings.kubeconfig)))
         return build_provider(model)
 
     return build

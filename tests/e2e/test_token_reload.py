@@ -4,12 +4,13 @@ Each test starts a client from a token file holding one ServiceAccount's token, 
 the file to another ServiceAccount's token, then deletes the first ServiceAccount, which
 invalidates every token issued for it (the API server checks that a bound token's
 ServiceAccount still exists), and shows the same client, never restarted, keeps working
-as the second ServiceAccount.
+as the second ServiceAccount; the last does so with a whole controller process.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -17,6 +18,8 @@ from urllib.parse import urlparse
 import pytest
 import requests
 import yaml
+from op_fixtures import cluster_fixture, scope_fixture  # noqa: F401 - fixtures
+from op_harness import Cluster, ControllerProcess, Scope, dljob, nodepool
 
 from controller.devcluster import DevCluster, wait_until
 from controller.kube import Kube, TokenFile, TokenFileConfig, core_path, load_config
@@ -158,3 +161,70 @@ def test_a_401_reads_a_token_file_whose_change_went_unnoticed(
     assert kube.list(core_path("configmaps", ns)) is not None
     assert tokens.reads == reads + 1  # read again once, after the 401
     assert whoami(kube) == f"system:serviceaccount:{ns}:second"
+
+
+def test_the_controller_keeps_leading_and_scaling_after_its_token_is_rotated(
+    kube_cluster: DevCluster,
+    cluster: Cluster,
+    scope: Scope,
+    accounts: Accounts,
+    tmp_path: Path,
+) -> None:
+    """The whole ``dlscaler run`` on a kubeconfig whose ``tokenFile`` the test rotates: its
+    Lease renewals (every 0.5 s), the scaling loop and the kopf watches all authenticate
+    with the file's token. After the first ServiceAccount is gone it still leads, and a
+    DLJob submitted then is scaled for and runs."""
+    ns = scope.namespace
+    binding = f"dlscaler-e2e-{scope.id}"
+    subjects = [f"--serviceaccount={ns}:{name}" for name in ("first", "second")]
+    kube_cluster.kubectl(
+        "create", "clusterrolebinding", binding, "--clusterrole=cluster-admin", *subjects
+    )
+    try:
+        first, second = accounts.create("first"), accounts.create("second")
+        volume = tmp_path / "serviceaccount"
+        volume.mkdir()
+        (volume / "token").symlink_to("..data/token")
+        rotate(volume, first, 1)
+        ca = write_ca(kube_cluster, tmp_path / "ca.crt")
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "clusters": [
+                        {
+                            "name": "c",
+                            "cluster": {
+                                "server": kube_cluster.server,
+                                "certificate-authority": str(ca),
+                            },
+                        }
+                    ],
+                    "users": [{"name": "u", "user": {"tokenFile": str(volume / "token")}}],
+                    "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                    "current-context": "x",
+                }
+            )
+        )
+        cluster.apply(nodepool(scope))
+        ctl = ControllerProcess(kube_cluster, scope, tmp_path)
+        ctl.argv = [
+            f"--kubeconfig={kubeconfig}" if a.startswith("--kubeconfig=") else a for a in ctl.argv
+        ]
+        with contextlib.ExitStack() as stack:
+            stack.callback(ctl.stop)
+            ctl.start()
+            cluster.wait(ctl.leading, 30, "the controller to lead")
+
+            rotate(volume, second, 2)
+            accounts.revoke("first", first, ca)
+            cluster.apply(dljob(scope, "after-rotation", workers=1, run_s=2))
+            cluster.wait(
+                lambda: cluster.job_phase("after-rotation") == "Succeeded", 90, "the DLJob to run"
+            )
+            assert ctl.alive() and ctl.leading(), ctl.log_tail()
+            log = ctl.log_path.read_text(errors="replace")
+            assert "lost the Lease" not in log, ctl.log_tail()
+            assert "changed: using the new token" in log
+    finally:
+        kube_cluster.kubectl("delete", "clusterrolebinding", binding, check=False)
