@@ -6,9 +6,9 @@ Admission itself (Queued -> Admitted) is :mod:`controller.admission`'s job.
 
     (new) -> Queued -> Admitted -> Running -> Succeeded
                 ^          |   ^       |
-                |          |   +-------+ resize (elastic: new world size, same nodes kept)
-                +-- restart (a worker failed or vanished; restarts <= backoffLimit),
-                |   after an exponential delay (``nextRestartTime``), as the Job controller
+                |          |   +-------+  resize (elastic: a new world size; :func:`resize`)
+                +----------+-----------+  restart (a worker failed or vanished), after an
+                           |           |  exponential delay (``nextRestartTime``)
                            +-----------+--> Failed (backoffLimit, activeDeadlineSeconds)
 """
 
