@@ -58,7 +58,11 @@ app.kubernetes.io/part-of: dlscaler
 
 {{/* Objects the controller reads and writes in the release namespace. */}}
 {{- define "dlscaler.leaseName" -}}
+{{- if .Values.leaderElection.leaseName }}
+{{- .Values.leaderElection.leaseName }}
+{{- else }}
 {{- printf "%s-leader" (include "dlscaler.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
 {{- end }}
 
 {{- define "dlscaler.policyConfigMapName" -}}
@@ -66,5 +70,9 @@ app.kubernetes.io/part-of: dlscaler
 {{- end }}
 
 {{- define "dlscaler.stateConfigMapName" -}}
+{{- if .Values.controller.stateConfigMapName }}
+{{- .Values.controller.stateConfigMapName }}
+{{- else }}
 {{- printf "%s-state" (include "dlscaler.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
 {{- end }}
