@@ -139,15 +139,30 @@ class RuntimeRegressor:
 
     def remaining_s(self, gangs: Sequence[Gang], ages_s: Sequence[float]) -> FloatArray:
         """Median remaining run time of gangs that have run ``ages_s`` so far."""
+        return self.remaining_given_median_s(self.predict_s(gangs), ages_s)
+
+    def remaining_given_median_s(
+        self, medians_s: Sequence[float] | FloatArray, ages_s: Sequence[float]
+    ) -> FloatArray:
+        """:meth:`remaining_s` from already predicted median run times (``predict_s``).
+
+        A caller that estimates the same gangs again and again (a simulator at every
+        decision) predicts each gang once and asks only this, which costs no model call:
+        the residuals are sorted, so the runs still alive at ``age`` are a tail of them.
+        """
         ages = np.maximum(np.asarray(ages_s, dtype=np.float64), 0.0)
-        centre = self._log_median(gangs)
+        centre = np.log(np.maximum(np.asarray(medians_s, dtype=np.float64), 1e-300))
         residuals = self._residuals if self.trained else np.array([0.0])
-        out = np.empty(len(ages))
-        for i, (log_median, age) in enumerate(zip(centre, ages, strict=True)):
-            durations = np.exp(log_median + residuals)
-            alive = durations[durations > age]
-            out[i] = float(np.median(alive)) - age if alive.size else max(age, MIN_DURATION_S)
-        return out
+        n = len(residuals)
+        with np.errstate(divide="ignore"):
+            # durations exp(centre + r) > age  <=>  r > log(age) - centre
+            first = np.searchsorted(residuals, np.log(ages) - centre, side="right")
+        alive = n - first
+        lo = np.minimum(first + (alive - 1) // 2, n - 1)
+        hi = np.minimum(first + alive // 2, n - 1)
+        median = 0.5 * (np.exp(centre + residuals[lo]) + np.exp(centre + residuals[hi]))
+        lindy = np.maximum(ages, MIN_DURATION_S)
+        return np.asarray(np.where(alive > 0, median - ages, lindy), dtype=np.float64)
 
     # --- internals -----------------------------------------------------------------------
 

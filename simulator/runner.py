@@ -8,13 +8,16 @@ exactly as the controller applies it to the cloud. Decisions happen every
 woken (``next_decision_s``: an idle timeout expiring, an arrival the oracle knows of).
 
 The simulator shows the policy only what a controller could see at that instant: pending
-and running gangs (without their durations), node states, and a forecast built from the
-demand observed so far. Only the ``oracle`` is given the future.
+and running gangs (without their durations), node states, a forecast built from the
+demand observed so far, and running gangs' expected ends estimated by a runtime regression
+trained on the jobs finished so far (:mod:`simulator.runtimes`). Only the ``oracle`` is
+given the future (the true ends and arrivals).
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,6 +32,7 @@ from dlscaler.queueing import offer_all
 from dlscaler.trace import Trace
 from simulator.cluster import SimNode, SimPool
 from simulator.engine import Engine
+from simulator.runtimes import RuntimeEstimates
 
 FINISH, READY, SUBMIT, WAKE, TICK = range(5)
 
@@ -52,6 +56,9 @@ class SimOptions:
     """How far ahead the oracle sees arrivals (``None``: the longest provisioning delay
     plus one decision interval)."""
     keep_reasons: int = 200
+    runtime_estimates: bool = True
+    """Estimate running gangs' ends with the runtime regression (every policy but
+    ``oracle``, which is given the true ends). Off: ``expected_end_s`` stays unknown."""
 
 
 @dataclass(slots=True)
@@ -104,7 +111,11 @@ class Simulation:
         options: SimOptions | None = None,
         forecast_source: ForecastSource | None = None,
         progress: ProgressFn | None = None,
+        runtimes: RuntimeEstimates | None = None,
     ) -> None:
+        """``runtimes``: the estimator of running gangs' ends (default: a fresh one with the
+        default refit schedule, unless ``options.runtime_estimates`` is off or the policy
+        is ``oracle``)."""
         self.trace = trace
         self.options = options or SimOptions()
         self.config = config
@@ -119,6 +130,8 @@ class Simulation:
         self.engine: Engine[tuple[int, object]] = Engine()
         self.records = {g.job_id: JobRecord(g) for g in trace.jobs}
         self.pending: dict[str, Gang] = {}
+        self.visible: dict[str, Gang] = {}
+        """Pending gangs as the policy sees them: without their run time (but the oracle's)."""
         self.running: dict[str, tuple[RunningGang, list[SimNode]]] = {}
         self.timeline = Timeline()
         self.interval_s = self.options.decision_interval_s or config.decision_interval_s
@@ -138,6 +151,13 @@ class Simulation:
         self.fallbacks = 0
         self.reasons: list[str] = []
         self.unschedulable: dict[str, str] = {}
+        self.runtimes: RuntimeEstimates | None = None
+        if config.policy != "oracle" and self.options.runtime_estimates:
+            self.runtimes = runtimes or RuntimeEstimates()
+        self._unestimated: list[str] = []
+        """Gangs started since the last decision: no expected end yet."""
+        self._due: list[tuple[float, str]] = []
+        """A heap of (expected end, job id): estimates to revisit once they are overdue."""
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -154,6 +174,7 @@ class Simulation:
         # other policies state when time alone will change their mind (``next_decision_s``),
         # so for them a tick with nothing new since the last decision is skipped: same result.
         ticks_matter = self.config.policy in ("predictive", "oracle")
+        hide_durations = self.config.policy != "oracle"
         dirty = True
         batches = 0
         while len(engine):
@@ -165,6 +186,9 @@ class Simulation:
                 if kind == SUBMIT:
                     assert isinstance(obj, Gang)
                     self.pending[obj.job_id] = obj
+                    if hide_durations:
+                        # A controller does not know how long a job will run.
+                        self.visible[obj.job_id] = replace(obj, duration_s=None)
                     self.pending_gpus += obj.total_gpus
                     self._new_submits.append(obj)
                     changed = True
@@ -219,6 +243,8 @@ class Simulation:
         self.pool_by_name[running.pool].release(nodes, running.gang.gpus_per_worker, now)
         self.running_gpus -= running.gang.total_gpus
         self.records[job_id].end_s = now
+        if self.runtimes is not None:
+            self.runtimes.record_finished(running.gang, running.started_s, now)
         self._capacity_epoch += 1
 
     def _node_ready(self, pool_name: str, node_name: str, now: float) -> None:
@@ -278,13 +304,15 @@ class Simulation:
         duration = gang.duration_s or 0.0
         expected_end = now + duration if self.config.policy == "oracle" else None
         running = RunningGang(
-            gang=gang,
+            gang=self.visible.pop(gang.job_id, gang),
             started_s=now,
             pool=pool.spec.name,
             nodes=tuple(n.name for n in nodes),
             expected_end_s=expected_end,
         )
         self.running[gang.job_id] = (running, nodes)
+        if self.runtimes is not None:
+            self._unestimated.append(gang.job_id)
         del self.pending[gang.job_id]
         record = self.records[gang.job_id]
         record.start_s = now
@@ -305,10 +333,39 @@ class Simulation:
     def _visible_pending(self) -> list[Gang]:
         if self.config.policy == "oracle":
             return list(self.pending.values())
-        # A controller does not know how long a job will run.
-        return [replace(g, duration_s=None) for g in self.pending.values()]
+        return [self.visible[j] for j in self.pending]
+
+    def _estimate_ends(self, now: float) -> None:
+        """Give running gangs an expected end: those started since the last decision, those
+        whose expected end has passed (they get the longer remaining time their age implies),
+        and all of them after a refit. A gang keeps its estimate otherwise."""
+        runtimes = self.runtimes
+        if runtimes is None:
+            return
+        if runtimes.maybe_refit(now):
+            ids = list(self.running)
+            self._due.clear()
+        else:
+            ids = [j for j in self._unestimated if j in self.running]
+            while self._due and self._due[0][0] <= now:
+                end, job_id = heapq.heappop(self._due)
+                entry = self.running.get(job_id)
+                if entry is not None and entry[0].expected_end_s == end:
+                    ids.append(job_id)
+        self._unestimated.clear()
+        if not ids:
+            return
+        entries = [self.running[j] for j in ids]
+        remaining = runtimes.remaining_s(
+            [r.gang for r, _ in entries], [now - r.started_s for r, _ in entries]
+        )
+        for job_id, (r, nodes), left in zip(ids, entries, remaining.tolist(), strict=True):
+            end = now + left
+            self.running[job_id] = (replace(r, expected_end_s=end), nodes)
+            heapq.heappush(self._due, (end, job_id))
 
     def _decide(self, now: float) -> None:
+        self._estimate_ends(now)
         forecast = self._forecast(now)
         self._last_forecast = forecast
         plan = decide(
@@ -390,7 +447,14 @@ def simulate(
     options: SimOptions | None = None,
     forecast_source: ForecastSource | None = None,
     progress: ProgressFn | None = None,
+    runtimes: RuntimeEstimates | None = None,
 ) -> SimResult:
     return Simulation(
-        trace, pools, config, options=options, forecast_source=forecast_source, progress=progress
+        trace,
+        pools,
+        config,
+        options=options,
+        forecast_source=forecast_source,
+        progress=progress,
+        runtimes=runtimes,
     ).run()
