@@ -55,7 +55,8 @@ from controller.serving import ServiceReconciler
 from controller.settings import ControllerSettings
 from controller.snapshot import ClusterView, NodeView, parse_node, used_gpus_by_node
 from controller.state import DemandHistory, StateStore
-from dlscaler.model import NodePhase, PoolSpec, PoolState
+from dlscaler.estimate import estimated_starts
+from dlscaler.model import PoolSpec, PoolState, RunningGang
 from dlscaler.plan import Plan
 
 log = logging.getLogger("dlscaler.reconcile")
@@ -301,7 +302,7 @@ class Reconciler:
         plan = elastic.plan
         steps.update(elastic.steps)
         self.idle.mark_busy(elastic.grown_nodes)
-        self._note_waiting(waiting, plan, decided.pools, now, steps)
+        self._note_waiting(waiting, plan, decided.pools, now, steps, running)
         writes = self._apply_jobs(jobs, steps, admissions, view)
         calls = self._repair_stuck(view)
         calls += self._scale_up(plan, view)
@@ -490,12 +491,23 @@ class Reconciler:
         pools: Sequence[PoolState],
         now: float,
         steps: dict[str, lifecycle.JobStep],
+        running: Sequence[RunningGang] = (),
     ) -> None:
         """Conditions and Events for gangs still queued: why they wait, when they may start.
-        Added to the job's step of this pass (a new job's first status included)."""
+        Added to the job's step of this pass (a new job's first status included).
+
+        The estimated start is the earliest of a node boot and the capacity that running
+        gangs free at their expected ends, taken in queue order
+        (:func:`dlscaler.estimate.estimated_starts`)."""
         notes = {n.job_id: n for n in plan.notes}
         ups = {jid: up for up in plan.scale_ups for jid in up.job_ids}
-        by_name = {p.name: p for p in pools}
+        starts = estimated_starts(
+            now_s=now,
+            pools=pools,
+            running=running,
+            waiting=[job.gang() for job in waiting],
+            ordering=self.config.queue_ordering,
+        )
         for job in waiting:
             note = notes.get(job.job_id)
             up = ups.get(job.job_id)
@@ -511,7 +523,6 @@ class Reconciler:
                 message = f"pool {up.pool}: {up.from_nodes} -> {up.to_nodes} nodes"
                 cond = ("Schedulable", True, "ScaleUpRequested", message)
                 event = (NORMAL, "TriggeredScaleUp", message)
-                estimate = now + by_name[up.pool].spec.provisioning_delay_s
             else:
                 cond = (
                     "Schedulable",
@@ -519,7 +530,8 @@ class Reconciler:
                     "WaitingForNodes",
                     "fits on nodes already being provisioned or freed",
                 )
-                estimate = _in_flight_ready(job, pools, now)
+            if note is None or not note.unschedulable:
+                estimate = starts.get(job.job_id)
             old = job.condition("Schedulable")
             if (
                 cond[2] == "WaitingForNodes"
@@ -798,18 +810,6 @@ class Reconciler:
             m.actions.labels("remove", r.pool).inc()
         for note in plan.notes:
             m.actions.labels("unschedulable" if note.unschedulable else "waiting", "").inc()
-
-
-def _in_flight_ready(job: JobView, pools: Sequence[PoolState], now: float) -> float | None:
-    gang_ = job.gang()
-    times = [
-        n.expected_ready_s
-        for p in pools
-        if p.spec.accepts(gang_)
-        for n in p.nodes
-        if n.phase is NodePhase.IN_FLIGHT and n.expected_ready_s is not None
-    ]
-    return max(now, min(times)) if times else None
 
 
 def _unchanged(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

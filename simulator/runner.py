@@ -174,7 +174,6 @@ class Simulation:
         # other policies state when time alone will change their mind (``next_decision_s``),
         # so for them a tick with nothing new since the last decision is skipped: same result.
         ticks_matter = self.config.policy in ("predictive", "oracle")
-        hide_durations = self.config.policy != "oracle"
         dirty = True
         batches = 0
         while len(engine):
@@ -186,9 +185,6 @@ class Simulation:
                 if kind == SUBMIT:
                     assert isinstance(obj, Gang)
                     self.pending[obj.job_id] = obj
-                    if hide_durations:
-                        # A controller does not know how long a job will run.
-                        self.visible[obj.job_id] = replace(obj, duration_s=None)
                     self.pending_gpus += obj.total_gpus
                     self._new_submits.append(obj)
                     changed = True
@@ -304,13 +300,14 @@ class Simulation:
         duration = gang.duration_s or 0.0
         expected_end = now + duration if self.config.policy == "oracle" else None
         running = RunningGang(
-            gang=self.visible.pop(gang.job_id, gang),
+            gang=gang if self.config.policy == "oracle" else self._visible(gang),
             started_s=now,
             pool=pool.spec.name,
             nodes=tuple(n.name for n in nodes),
             expected_end_s=expected_end,
         )
         self.running[gang.job_id] = (running, nodes)
+        self.visible.pop(gang.job_id, None)
         if self.runtimes is not None:
             self._unestimated.append(gang.job_id)
         del self.pending[gang.job_id]
@@ -330,10 +327,17 @@ class Simulation:
             return self.forecast_source.forecast(now)
         return EMPTY_FORECAST
 
+    def _visible(self, gang: Gang) -> Gang:
+        """The gang as a controller sees it: without its run time (made once per job)."""
+        seen = self.visible.get(gang.job_id)
+        if seen is None:
+            seen = self.visible[gang.job_id] = replace(gang, duration_s=None)
+        return seen
+
     def _visible_pending(self) -> list[Gang]:
         if self.config.policy == "oracle":
             return list(self.pending.values())
-        return [self.visible[j] for j in self.pending]
+        return [self._visible(g) for g in self.pending.values()]
 
     def _estimate_ends(self, now: float) -> None:
         """Give running gangs an expected end: those started since the last decision, those
