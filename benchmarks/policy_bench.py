@@ -24,7 +24,7 @@ from dlscaler.config import DEFAULT_POOL, PolicyConfig, parse_policy_config
 from dlscaler.trace import parse_trace
 from simulator.bounds import no_wait_bound
 from simulator.compare import config_for
-from simulator.forecasting import default_forecast_factory
+from simulator.forecasting import default_forecast_factory, lead_time_s
 from simulator.report import build_report
 from simulator.runner import SimOptions, simulate
 
@@ -60,7 +60,8 @@ def main() -> None:
     reports = []
     for label, given in runs:
         cfg = config_for(given.policy, given, trace, pools)
-        source = default_forecast_factory(cfg) if cfg.policy == "predictive" else None
+        lead_s = lead_time_s(cfg, pools)
+        source = default_forecast_factory(cfg, lead_s) if cfg.policy == "predictive" else None
         result = simulate(
             trace, pools, cfg, options=SimOptions(seed=args.seed), forecast_source=source
         )

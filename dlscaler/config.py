@@ -43,6 +43,9 @@ class PredictiveParams:
     naive baseline's."""
     hysteresis_nodes: int = 1
     """Grow for the forecast only when it asks for more than this many extra nodes."""
+    arrival_quantile: float = 0.85
+    """Keep room for the arrivals of this share of past lead-time windows, in their gang
+    shapes (:mod:`dlscaler.policy.scenarios`); 0 turns it off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,7 @@ class _PredictiveModel(_Strict):
     scale_down_quantile: float = Field(0.5, alias="scaleDownQuantile", gt=0, lt=1)
     max_error_ratio: float = Field(1.5, alias="maxErrorRatio", gt=0)
     hysteresis_nodes: int = Field(1, alias="hysteresisNodes", ge=0)
+    arrival_quantile: float = Field(0.85, alias="arrivalQuantile", ge=0, lt=1)
 
 
 class _PolicyModel(_Strict):
@@ -146,6 +150,7 @@ def parse_policy_config(data: Mapping[str, Any] | None, *, source: str = "config
             scale_down_quantile=p.scale_down_quantile,
             max_error_ratio=p.max_error_ratio,
             hysteresis_nodes=p.hysteresis_nodes,
+            arrival_quantile=p.arrival_quantile,
         ),
     )
 
@@ -170,6 +175,7 @@ def policy_config_to_dict(cfg: PolicyConfig) -> dict[str, Any]:
             "scaleDownQuantile": p.scale_down_quantile,
             "maxErrorRatio": p.max_error_ratio,
             "hysteresisNodes": p.hysteresis_nodes,
+            "arrivalQuantile": p.arrival_quantile,
         },
     }
 

@@ -222,6 +222,10 @@ class Forecast:
     no better than last value). The predictive policy ignores a forecast above its limit."""
     arrivals: tuple[Gang, ...] = ()
     """Perfect foresight (``oracle`` only): gangs that will be submitted in the horizon."""
+    arrival_scenarios: tuple[tuple[Gang, ...], ...] = ()
+    """Plausible sets of arrivals within the lead time: the gangs that arrived in past
+    windows of that length (same time of day on earlier days, and the last hours). The
+    predictive policy keeps room for a quantile of them (:mod:`dlscaler.policy.scenarios`)."""
 
     def horizon_s(self) -> float:
         lengths = [len(v) for v in self.quantiles.values()]

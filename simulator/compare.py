@@ -13,10 +13,12 @@ from dlscaler.config import PolicyConfig, PoolModel
 from dlscaler.model import ANY_GPU_TYPE
 from dlscaler.trace import Trace
 from simulator.bounds import no_wait_bound
+from simulator.forecasting import lead_time_s
 from simulator.plot import trace_demand
 from simulator.runner import ForecastSource, ProgressFn, SimOptions, SimResult, simulate
 
-ForecastFactory = Callable[[PolicyConfig], ForecastSource | None]
+ForecastFactory = Callable[[PolicyConfig, float], ForecastSource | None]
+"""A policy config and the lead time (seconds) -> the forecaster for it."""
 
 
 def static_peak_nodes(trace: Trace, pools: Sequence[PoolModel]) -> dict[str, int]:
@@ -64,7 +66,11 @@ def run_policies(
     results = []
     for policy in policies:
         cfg = config_for(policy, base, trace, pools)
-        source = forecast_factory(cfg) if forecast_factory and policy == "predictive" else None
+        source = (
+            forecast_factory(cfg, lead_time_s(cfg, pools))
+            if forecast_factory and policy == "predictive"
+            else None
+        )
         results.append(
             simulate(
                 trace,

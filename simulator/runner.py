@@ -38,7 +38,9 @@ FINISH, READY, SUBMIT, WAKE, TICK = range(5)
 
 
 class ForecastSource(Protocol):
-    """What a controller's forecaster sees: the demand history, one point at a time."""
+    """What a controller's forecaster sees: the demand history, one point at a time, and
+    (if the source has an ``observe_arrival(gang)`` method) each gang as it is submitted,
+    its duration hidden."""
 
     def observe(self, now_s: float, demand_gpus: float) -> None: ...
 
@@ -174,6 +176,11 @@ class Simulation:
         # other policies state when time alone will change their mind (``next_decision_s``),
         # so for them a tick with nothing new since the last decision is skipped: same result.
         ticks_matter = self.config.policy in ("predictive", "oracle")
+        arrival_sink = (
+            getattr(self.forecast_source, "observe_arrival", None)
+            if self.config.policy == "predictive"
+            else None
+        )
         dirty = True
         batches = 0
         while len(engine):
@@ -187,6 +194,8 @@ class Simulation:
                     self.pending[obj.job_id] = obj
                     self.pending_gpus += obj.total_gpus
                     self._new_submits.append(obj)
+                    if arrival_sink is not None:  # what a controller sees: a new job, no duration
+                        arrival_sink(replace(obj, duration_s=None))
                     changed = True
                 elif kind == FINISH:
                     assert isinstance(obj, str)

@@ -18,7 +18,7 @@ from typing import Any
 from dlscaler.config import PolicyConfig, PoolModel, PredictiveParams
 from dlscaler.trace import Trace
 from simulator.compare import config_for
-from simulator.forecasting import default_forecast_factory
+from simulator.forecasting import default_forecast_factory, lead_time_s
 from simulator.report import build_report
 from simulator.runner import SimOptions, simulate
 
@@ -47,6 +47,7 @@ def suggest(trial: Any, base: PolicyConfig) -> PolicyConfig:
                 scale_down_quantile=trial.suggest_float("scale_down_quantile", 0.3, 0.95),
                 max_error_ratio=trial.suggest_float("max_error_ratio", 0.8, 3.0),
                 hysteresis_nodes=trial.suggest_int("hysteresis_nodes", 0, 3),
+                arrival_quantile=trial.suggest_float("arrival_quantile", 0.0, 0.97),
             ),
         )
     return cfg
@@ -61,7 +62,11 @@ def evaluate(
         pools,
         cfg,
         options=SimOptions(seed=seed),
-        forecast_source=default_forecast_factory(cfg) if cfg.policy == "predictive" else None,
+        forecast_source=(
+            default_forecast_factory(cfg, lead_time_s(cfg, pools))
+            if cfg.policy == "predictive"
+            else None
+        ),
     )
     report = build_report(result)
     return float(report["cost_usd"]), float(report["wait_s"]["p95"])
@@ -169,6 +174,7 @@ def _params_of(cfg: PolicyConfig) -> dict[str, Any]:
             "scale_down_quantile": p.scale_down_quantile,
             "max_error_ratio": p.max_error_ratio,
             "hysteresis_nodes": p.hysteresis_nodes,
+            "arrival_quantile": p.arrival_quantile,
         }
     return params
 

@@ -25,7 +25,7 @@ from dataclasses import replace
 from dlscaler.config import PolicyConfig
 from dlscaler.model import ANY_GPU_TYPE, Forecast, Gang, PoolState, RunningGang
 from dlscaler.plan import Plan, ScaleUp
-from dlscaler.policy import capacity
+from dlscaler.policy import capacity, scenarios
 from dlscaler.policy.reactive import decide_reactive, provision_pending
 
 
@@ -39,6 +39,68 @@ def forecast_trusted(forecast: Forecast, config: PolicyConfig) -> bool:
 
 def _capacity_gpus(views: Sequence[capacity.PoolView]) -> int:
     return sum(v.planned_nodes * v.state.spec.gpus_per_node for v in views)
+
+
+def _arrival_shortfall(
+    views: Sequence[capacity.PoolView], forecast: Forecast, config: PolicyConfig, now_s: float
+) -> tuple[int, dict[str, int]]:
+    """Nodes the ``arrival_quantile`` scenario would add (in total, and per pool) to the
+    capacity planned so far, idle nodes marked for removal left out."""
+    q = config.predictive.arrival_quantile
+    if q <= 0 or not forecast.arrival_scenarios:
+        return 0, {}
+    ordered = [v for v in capacity.pool_order(views, None, config) if v.state.available(now_s)]
+    hists = {}
+    for v in ordered:
+        free = [
+            f for f, name in zip(v.free, v.names, strict=True) if not name or name not in v.removed
+        ]
+        hists[v.state.name] = scenarios.free_histogram(free, v.state.spec.gpus_per_node)
+    outcomes: list[tuple[float, dict[str, int]]] = []
+    for scenario in forecast.arrival_scenarios:
+        by_pool: dict[str, list[Gang]] = {}
+        for gang in scenario:
+            home = next((v for v in ordered if v.state.spec.accepts(gang)), None)
+            if home is not None:
+                by_pool.setdefault(home.state.name, []).append(gang)
+        extra: dict[str, int] = {}
+        cost = 0.0
+        for v in ordered:
+            gangs = by_pool.get(v.state.name)
+            if gangs:
+                spec = v.state.spec
+                n = scenarios.extra_nodes(hists[spec.name], gangs, spec.gpus_per_node)
+                if n:
+                    extra[spec.name] = n
+                    cost += n * spec.price_usd_per_hour
+        outcomes.append((cost, extra))
+    outcomes.sort(key=lambda o: o[0])
+    k = min(len(outcomes), max(1, math.ceil(q * len(outcomes))))
+    chosen = outcomes[k - 1][1]
+    return sum(chosen.values()), chosen
+
+
+def _room_for_arrivals(
+    views: Sequence[capacity.PoolView], forecast: Forecast, config: PolicyConfig, now_s: float
+) -> str:
+    """Grow pools so the ``arrival_quantile`` scenario of arrivals would find room; the
+    reason, or "" if nothing was added."""
+    total, per_pool = _arrival_shortfall(views, forecast, config, now_s)
+    if total <= 0:
+        return ""
+    added = 0
+    for v in views:
+        k = min(per_pool.get(v.state.name, 0), v.headroom(config))
+        if k > 0:
+            v.add_empty(k)
+            added += k
+    if not added:
+        return ""
+    q = config.predictive.arrival_quantile
+    return (
+        f"room for the p{round(q * 100)} of arrivals within the lead time "
+        f"({len(forecast.arrival_scenarios)} past windows): {added} node(s)"
+    )
 
 
 def decide_predictive(
@@ -88,6 +150,11 @@ def decide_predictive(
                 v.add_empty(k)
                 gap -= k * v.state.spec.gpus_per_node
 
+    grew_for_demand = any(v.added > added_before[v.state.name] for v in views)
+    room_reason = _room_for_arrivals(views, forecast, config, now_s)
+    if room_reason:
+        ahead_reason = f"{ahead_reason}; {room_reason}" if grew_for_demand else room_reason
+
     ups = list(floor_ups)
     for v in views:
         extra = v.added - added_before[v.state.name]
@@ -102,7 +169,10 @@ def decide_predictive(
     # for booting ones).
     keep_gpus = max(keep_gpus, want_gpus)
     by_name = {v.state.name: v for v in views}
-    while removals and _capacity_gpus(views) < keep_gpus:
+    while removals and (
+        _capacity_gpus(views) < keep_gpus
+        or _arrival_shortfall(views, forecast, config, now_s)[0] > 0
+    ):
         undone = removals.pop()  # the most recently idle goes back first
         by_name[undone.pool].removed.discard(undone.node)
     removals += capacity.enforce_max(views)

@@ -134,6 +134,9 @@ POLICY_CASES = [
     {"predictive": {"hysteresisNodes": 0}},
     {"predictive": {"hysteresisNodes": -1}},
     {"predictive": {"hysteresisNodes": 0.5}},
+    {"predictive": {"arrivalQuantile": 0}},
+    {"predictive": {"arrivalQuantile": 1.0}},
+    {"predictive": {"arrivalQuantile": -0.1}},
     {"predictive": {"horizon": 3}},
 ]
 

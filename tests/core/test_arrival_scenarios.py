@@ -1,0 +1,141 @@
+"""Room for arrivals in their gang shapes: the histogram placement, hand-checked, and the
+predictive policy growing for (and keeping nodes for) the quantile of past windows."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dlscaler.model import Forecast, Gang
+from dlscaler.placement import place_workers
+from dlscaler.policy import decide
+from dlscaler.policy.scenarios import extra_nodes, free_histogram, quantile_count
+
+
+def g(workers: int, gpus: int, job: str = "x") -> Gang:
+    return Gang(job, 0.0, workers, gpus)
+
+
+@pytest.mark.parametrize(
+    ("free", "gangs", "extra"),
+    [
+        ([], [], 0),
+        ([1, 1, 1, 1], [g(1, 1)] * 4, 0),  # four 1-GPU jobs on four 1-GPU fragments
+        ([1, 1, 1, 1], [g(1, 2)], 1),  # 4 free GPUs, but no 2 on one node
+        ([3, 5], [g(1, 4)], 0),  # best fit: the 5
+        ([3, 5], [g(1, 4), g(1, 4)], 1),  # the second 4 needs a fresh node
+        ([8, 0], [g(2, 8)], 1),  # a 2x8 gang: one free node, one fresh
+        ([], [g(1, 8), g(4, 2), g(1, 1)], 3),  # nodes: 8 | 2+2+2+2 | 1
+        ([0, 0], [g(1, 16)], 0),  # a worker larger than a node: no node of this pool holds it
+    ],
+)
+def test_extra_nodes_hand_checked(free: list[int], gangs: list[Gang], extra: int) -> None:
+    assert extra_nodes(free_histogram(free, 8), gangs, 8) == extra
+
+
+def test_quantile_count() -> None:
+    counts = [0] * 8 + [1, 5]
+    assert quantile_count(counts, 0.8) == 0
+    assert quantile_count(counts, 0.9) == 1
+    assert quantile_count(counts, 0.95) == 5
+    assert quantile_count([], 0.9) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    free=st.lists(st.integers(0, 8), max_size=12),
+    gangs=st.lists(
+        st.tuples(st.integers(1, 4), st.sampled_from([1, 2, 4, 8])), min_size=1, max_size=6
+    ),
+)
+def test_extra_nodes_is_enough_for_the_real_placement(
+    free: list[int], gangs: list[tuple[int, int]]
+) -> None:
+    """With the counted fresh nodes added, every gang (all or nothing, best fit) can be
+    placed in turn, largest workers first."""
+    shapes = [g(w, s) for w, s in gangs]
+    n = extra_nodes(free_histogram(free, 8), shapes, 8)
+    capacity = list(free) + [8] * n
+    for gang in sorted(shapes, key=lambda x: -x.gpus_per_worker):
+        for _ in range(gang.workers):  # worker by worker, as the histogram placed them
+            chosen = place_workers(capacity, 1, gang.gpus_per_worker)
+            assert chosen is not None
+            capacity[chosen[0]] -= gang.gpus_per_worker
+    # and never more than one fresh node per worker
+    assert n <= sum(w for w, _ in gangs)
+
+
+def fc(scenarios: list[list[Gang]], *, error_ratio: float = 0.5) -> Forecast:
+    """A forecast whose demand quantiles ask for nothing, with the given scenarios."""
+    return Forecast(
+        start_s=0.0,
+        step_s=60.0,
+        quantiles=MappingProxyType({0.5: (0.0,) * 10, 0.9: (0.0,) * 10}),
+        model="test",
+        recent_error_ratio=error_ratio,
+        arrival_scenarios=tuple(tuple(s) for s in scenarios),
+    )
+
+
+def plan(snap: Any, pools: Any, forecast: Forecast, now: float = 0.0, **predictive: Any) -> Any:
+    return decide(
+        now=now,
+        pools=pools,
+        pending=[],
+        running=[],
+        forecast=forecast,
+        config=snap.config("predictive", predictive=predictive),
+    )
+
+
+def test_grows_for_the_quantile_scenario_in_gang_shape(snap: Any) -> None:
+    # 4 free GPUs as fragments: forty 1-GPU windows fit, a 2x8 gang does not.
+    pools = [snap.pool(snap.spec("a"), *(snap.ready(f"n{i}", used=7) for i in range(4)))]
+    quiet = [[g(1, 1)]] * 8
+    p = plan(snap, pools, fc([*quiet, [g(2, 8)], [g(2, 8)]]), arrival_quantile=0.9)
+    assert [(u.from_nodes, u.to_nodes) for u in p.scale_ups] == [(4, 6)]
+    assert "room for the p90 of arrivals" in p.scale_ups[0].reason
+    # at p80 the 2x8 windows are the top 20%: nothing to add
+    assert (
+        plan(snap, pools, fc([*quiet, [g(2, 8)], [g(2, 8)]]), arrival_quantile=0.8).scale_ups == ()
+    )
+    # turned off
+    assert plan(snap, pools, fc([[g(2, 8)]] * 10), arrival_quantile=0.0).scale_ups == ()
+
+
+def test_untrusted_forecast_falls_back_to_reactive_scenarios_and_all(snap: Any) -> None:
+    pools = [snap.pool(snap.spec("a"))]
+    p = plan(snap, pools, fc([[g(1, 8)]] * 10, error_ratio=9.0))
+    assert p.fell_back and p.scale_ups == ()
+
+
+def test_keeps_idle_nodes_the_scenario_needs(snap: Any) -> None:
+    # two nodes idle since t=0, timeout 600 s, now 10,000 s: reactive would remove both.
+    pools = [snap.pool(snap.spec("a"), snap.ready("n0"), snap.ready("n1"))]
+    windows = [[g(1, 8)]] * 10  # every past window brought one 8-GPU job
+    p = plan(snap, pools, fc(windows), now=10_000.0)
+    assert [r.node for r in p.removals] == ["n0"] or [r.node for r in p.removals] == ["n1"]
+    assert p.targets == {"a": 1}
+    quiet = plan(snap, pools, fc([[]] * 10), now=10_000.0)
+    assert len(quiet.removals) == 2
+
+
+def test_respects_max_nodes(snap: Any) -> None:
+    pools = [snap.pool(snap.spec("a", max_nodes=3), snap.ready("n0", used=8))]
+    p = plan(snap, pools, fc([[g(8, 8)]] * 10))
+    assert p.targets == {"a": 3}
+
+
+def test_scenario_gangs_go_to_the_pool_that_takes_their_type(snap: Any) -> None:
+    pools = [
+        snap.pool(snap.spec("cheap", gpu_type="t4", price=1.0)),
+        snap.pool(snap.spec("big", gpu_type="a100", price=30.0)),
+    ]
+    windows = [[replace(g(1, 8), gpu_type="a100")]] * 10
+    p = plan(snap, pools, fc(windows))
+    assert [(u.pool, u.to_nodes) for u in p.scale_ups] == [("big", 1)]
