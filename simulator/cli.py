@@ -108,6 +108,16 @@ def simulate_command(
     plot: Annotated[
         bool, typer.Option("--plot/--no-plot", help="Draw timeline.png (with --out).")
     ] = True,
+    warm_start: Annotated[
+        bool,
+        typer.Option(
+            "--warm-start/--cold-start",
+            help=(
+                "Warm: the jobs submitted at the trace's first instant were already running"
+                " when it began, on nodes that are ready at once. Cold: they wait one boot."
+            ),
+        ),
+    ] = True,
 ) -> None:
     """Replay a job trace through scaling policies; print cost, idle GPU-hours and waits."""
     from dlscaler.config import POLICY_NAMES
@@ -129,6 +139,7 @@ def simulate_command(
         seed=seed,
         decision_interval=decision_interval,
         plot=plot,
+        warm_start=warm_start,
     )
 
 
@@ -142,6 +153,7 @@ def run_and_report(
     seed: int,
     decision_interval: float | None,
     plot: bool,
+    warm_start: bool = True,
 ) -> list[dict[str, Any]]:
     import json
 
@@ -160,7 +172,7 @@ def run_and_report(
             f"[yellow]skipped {trace.skipped_rows} malformed row(s)[/]; first: "
             f"{trace.skipped_examples[0]}"
         )
-    options = SimOptions(seed=seed, decision_interval_s=decision_interval)
+    options = SimOptions(seed=seed, decision_interval_s=decision_interval, warm_start=warm_start)
     with progress_bars(console, trace) as progress:
         results = run_policies(
             trace,

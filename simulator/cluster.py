@@ -84,12 +84,13 @@ class SimPool:
             return self.rng.lognormvariate(math.log(base), sim.delay_spread)
         return base
 
-    def add_nodes(self, count: int, now_s: float) -> list[SimNode]:
+    def add_nodes(self, count: int, now_s: float, *, instant: bool = False) -> list[SimNode]:
+        """``instant``: nodes of the cluster the trace began with, ready at once."""
         out = []
-        failure_rate = self.model.simulation.boot_failure_rate
+        failure_rate = 0.0 if instant else self.model.simulation.boot_failure_rate
         for _ in range(count):
             self.serial += 1
-            delay = self.draw_delay_s()
+            delay = 0.0 if instant else self.draw_delay_s()
             node = SimNode(
                 name=f"{self.spec.name}-{self.serial:06d}",
                 gpus=self.spec.gpus_per_node,
@@ -133,7 +134,24 @@ class SimPool:
             node.cached = None
             if node.used_gpus == 0:
                 node.idle_since_s = now_s
-        self.ready_free_gpus += gpus_per_worker * len(nodes)
+            if node.phase is NodePhase.READY:  # a cordoned node's GPUs are not on offer
+                self.ready_free_gpus += gpus_per_worker
+
+    def cordon(self, node: SimNode) -> None:
+        """Take a ready node out of service: it takes no new work and still bills."""
+        self._ready = None
+        node.phase = NodePhase.DRAINING
+        node.cached = None
+        self.ready_gpus -= node.gpus
+        self.ready_free_gpus -= node.gpus - node.used_gpus
+
+    def uncordon(self, node: SimNode) -> None:
+        """Put a cordoned node back in service."""
+        self._ready = None
+        node.phase = NodePhase.READY
+        node.cached = None
+        self.ready_gpus += node.gpus
+        self.ready_free_gpus += node.gpus - node.used_gpus
 
     def live_count(self) -> int:
         return sum(1 for n in self.nodes.values() if n.phase is not NodePhase.DRAINING)

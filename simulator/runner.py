@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -58,6 +59,11 @@ class SimOptions:
     """How far ahead the oracle sees arrivals (``None``: the longest provisioning delay
     plus one decision interval)."""
     keep_reasons: int = 200
+    warm_start: bool = True
+    """The trace's first instant is the cluster as it was when the trace began: the jobs
+    submitted then were already running, so the nodes asked for at that instant are ready
+    at once (and billed from then). Off: they boot like any other (a cold start, where
+    every job of a snapshot-style trace waits one boot)."""
     runtime_estimates: bool = True
     """Estimate running gangs' ends with the runtime regression (every policy but
     ``oracle``, which is given the true ends). Off: ``expected_end_s`` stays unknown."""
@@ -98,6 +104,9 @@ class SimResult:
     wall_s: float
     reasons: list[str]
     unschedulable: dict[str, str]
+    cordons: int = 0
+    """Busy nodes the policy cordoned so they would empty and go (``predictive``)."""
+    uncordons: int = 0
 
 
 ProgressFn = Callable[[float], None]
@@ -120,6 +129,7 @@ class Simulation:
         is ``oracle``)."""
         self.trace = trace
         self.options = options or SimOptions()
+        self._warm_until_s = -math.inf
         self.config = config
         self.pools = [SimPool.of(m, self.options.seed) for m in sorted(pools, key=lambda m: m.name)]
         self.pool_by_name = {p.spec.name: p for p in self.pools}
@@ -149,6 +159,8 @@ class Simulation:
         self.pending_gpus = 0
         self.running_gpus = 0
         self.scale_events = 0
+        self.cordons = 0
+        self.uncordons = 0
         self.decisions = 0
         self.fallbacks = 0
         self.reasons: list[str] = []
@@ -169,6 +181,7 @@ class Simulation:
         for gang in self.trace.jobs:
             engine.schedule(gang.submit_s, SUBMIT, (SUBMIT, gang))
         first = self.trace.jobs[0].submit_s if self.trace.jobs else 0.0
+        self._warm_until_s = first if self.options.warm_start else -math.inf
         engine.schedule(first, TICK, (TICK, None))
         self._next_sample_s = first
         decide_on_events = self.options.decide_on_events
@@ -239,6 +252,8 @@ class Simulation:
             wall_s=time.perf_counter() - started,
             reasons=self.reasons,
             unschedulable=self.unschedulable,
+            cordons=self.cordons,
+            uncordons=self.uncordons,
         )
 
     # --- events --------------------------------------------------------------------------
@@ -248,6 +263,10 @@ class Simulation:
         self.pool_by_name[running.pool].release(nodes, running.gang.gpus_per_worker, now)
         self.running_gpus -= running.gang.total_gpus
         self.records[job_id].end_s = now
+        pool = self.pool_by_name[running.pool]
+        for node in {n.name: n for n in nodes}.values():
+            if node.phase is NodePhase.DRAINING and not node.used_gpus:
+                self._remove(pool, node.name, now, "cordoned, and now empty")
         if self.runtimes is not None:
             self.runtimes.record_finished(running.gang, running.started_s, now)
         self._capacity_epoch += 1
@@ -396,7 +415,8 @@ class Simulation:
     def _apply(self, plan: Plan, now: float) -> None:
         for up in plan.scale_ups:
             pool = self.pool_by_name[up.pool]
-            for node in pool.add_nodes(up.added_nodes, now):
+            warm = now <= self._warm_until_s  # the cluster the trace began with
+            for node in pool.add_nodes(up.added_nodes, now, instant=warm):
                 self.engine.schedule(node.ready_s, READY, (READY, (up.pool, node.name)))
             self.scale_events += 1
             self._record(now, f"{up.pool}: {up.from_nodes} -> {up.to_nodes} nodes: {up.reason}")
@@ -408,10 +428,28 @@ class Simulation:
                     f"policy {plan.policy} asked to remove {removal.node}, which is "
                     f"{'gone' if victim is None else 'running work'}"
                 )
-            pool.remove(removal.node, now)
-            pool.removals += 1
-            self.scale_events += 1
-            self._record(now, f"{removal.pool}: removed {removal.node}: {removal.reason}")
+            self._remove(pool, removal.node, now, removal.reason)
+        for back in plan.uncordons:
+            pool = self.pool_by_name[back.pool]
+            held = pool.nodes.get(back.node)
+            if held is None or held.phase is not NodePhase.DRAINING:
+                raise RuntimeError(
+                    f"policy {plan.policy} asked to uncordon {back.node}: not cordoned"
+                )
+            pool.uncordon(held)
+            self.uncordons += 1
+            self._capacity_epoch += 1
+            self._record(now, f"{back.pool}: uncordoned {back.node}: {back.reason}")
+        for cordon in plan.cordons:
+            pool = self.pool_by_name[cordon.pool]
+            busy = pool.nodes.get(cordon.node)
+            if busy is None or busy.phase is not NodePhase.READY:
+                raise RuntimeError(f"policy {plan.policy} asked to cordon {cordon.node}: not ready")
+            pool.cordon(busy)
+            self.cordons += 1
+            self._record(now, f"{cordon.pool}: cordoned {cordon.node}: {cordon.reason}")
+            if not busy.used_gpus:
+                self._remove(pool, busy.name, now, "cordoned while empty")
         for note in plan.notes:
             if note.unschedulable and note.job_id not in self.unschedulable:
                 self.unschedulable[note.job_id] = note.reason
@@ -419,6 +457,12 @@ class Simulation:
         if wake is not None and wake > now and wake not in self._wakes:
             self._wakes.add(wake)
             self.engine.schedule(wake, WAKE, (WAKE, None))
+
+    def _remove(self, pool: SimPool, name: str, now: float, reason: str) -> None:
+        pool.remove(name, now)
+        pool.removals += 1
+        self.scale_events += 1
+        self._record(now, f"{pool.spec.name}: removed {name}: {reason}")
 
     def _record(self, now: float, line: str) -> None:
         if len(self.reasons) < self.options.keep_reasons:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -93,7 +94,9 @@ def test_a_boot_failure_is_billed_and_the_node_asked_for_again(
     pool = pool_of(simulation={"bootFailureRate": 0.5})
     seen_failure = False
     for seed in range(12):
-        result = simulate(trace, [pool], PolicyConfig(), options=SimOptions(seed=seed))
+        result = simulate(
+            trace, [pool], PolicyConfig(), options=SimOptions(seed=seed, warm_start=False)
+        )
         failures = result.pools[0].boot_failures
         seen_failure |= failures > 0
         [job] = result.jobs
@@ -108,3 +111,22 @@ def test_a_boot_failure_is_billed_and_the_node_asked_for_again(
         if failures:
             assert any("failed to boot" in line for line in result.reasons)
     assert seen_failure, "no seed in 0..11 drew a boot failure at a 50 % rate"
+
+
+def test_warm_start_runs_the_first_instant_on_a_ready_cluster(trace_of: Any, pool_of: Any) -> None:
+    """Jobs submitted at the trace's first instant were running when it began: with a warm
+    start their nodes are ready at once (and billed from then); later jobs, and every job of
+    a cold start, wait one boot."""
+    trace = trace_of([(0, 3600, 8), (0, 3600, 8), (0, 3600, 1), (100, 600, 8)])
+    pools = [pool_of(provisioningDelaySeconds=300)]
+    cfg = PolicyConfig(policy="reactive")
+    warm = simulate(trace, pools, cfg, options=SimOptions(seed=3))
+    cold = simulate(trace, pools, cfg, options=SimOptions(seed=3, warm_start=False))
+    waits = {
+        name: [r.start_s - r.gang.submit_s for r in res.jobs if r.start_s is not None]
+        for name, res in (("warm", warm), ("cold", cold))
+    }
+    assert waits["warm"] == [0.0, 0.0, 0.0, 300.0]
+    assert waits["cold"] == [300.0, 300.0, 300.0, 300.0]
+    # warm: three nodes billed from t=0 for the hour, plus the later job's node
+    assert build_report(warm)["cost_usd"] < build_report(cold)["cost_usd"]
