@@ -1,0 +1,72 @@
+"""Arrival scenarios: the gangs that arrived in past windows as long as the lead time.
+
+The predictive policy keeps room for a quantile of them (``dlscaler.policy.scenarios``).
+The windows are taken at the same time of day on each of the last ``days`` days (and
+``offsets`` windows either side of it, ``step_s`` apart), which follows daily cycles, and in
+the last ``recent`` windows, which follows a burst under way. A window that began before the
+first arrival seen is left out: it is not a sample of anything. The simulator and the
+controller both feed it each gang as it is submitted.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+from dlscaler.model import Gang
+
+DAY_S = 86_400.0
+
+
+class ArrivalWindows:
+    """The arrival scenarios of a forecast: the gangs submitted in past windows of the lead
+    time's length, at the same time of day on each of the last ``days`` days (``offsets``
+    windows either side, a ``step_s`` apart) and in the last ``recent`` windows."""
+
+    def __init__(
+        self,
+        window_s: float,
+        *,
+        step_s: float = 300.0,
+        days: int = 7,
+        offsets: int = 6,
+        recent: int = 24,
+    ) -> None:
+        if window_s <= 0:
+            raise ValueError(f"arrival window must be positive, got {window_s}")
+        self.window_s = window_s
+        self.step_s = step_s
+        self.days = days
+        self.offsets = offsets
+        self.recent = recent
+        self._times: list[float] = []
+        self._gangs: list[Gang] = []
+        self._first = 0
+
+    def observe(self, gang: Gang) -> None:
+        self._times.append(gang.submit_s)
+        self._gangs.append(gang)
+
+    def scenarios(self, now_s: float) -> tuple[tuple[Gang, ...], ...]:
+        keep_from = now_s - (self.days * DAY_S + self.offsets * self.step_s + self.window_s)
+        while self._first < len(self._times) and self._times[self._first] < keep_from:
+            self._first += 1
+        if self._first > 4096 and self._first * 2 > len(self._times):
+            del self._times[: self._first], self._gangs[: self._first]
+            self._first = 0
+        if self._first == len(self._times):
+            return ()
+        earliest = self._times[self._first]
+        starts = [now_s - self.window_s - j * self.step_s for j in range(self.recent)]
+        for d in range(1, self.days + 1):
+            for k in range(-self.offsets, self.offsets + 1):
+                start = now_s - d * DAY_S + k * self.step_s
+                if start + self.window_s <= now_s:
+                    starts.append(start)
+        out = []
+        for start in starts:
+            if start < earliest - self.step_s:
+                continue  # before the history began: not a sample of anything
+            lo = bisect.bisect_left(self._times, start, self._first)
+            hi = bisect.bisect_left(self._times, start + self.window_s, lo)
+            out.append(tuple(self._gangs[lo:hi]))
+        return tuple(out)
