@@ -152,21 +152,27 @@ class StateStore:
             return DemandHistory(step_s=step_s, max_points=max_points)
 
     def save(self, history: DemandHistory) -> None:
-        body: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                "labels": {"app.kubernetes.io/part-of": "dlscaler"},
-            },
-            "data": {KEY: history.encode()},
-        }
+        """Write the history. An existing ConfigMap gets a JSON merge patch of its one data
+        key, so what others put on it (Helm's labels and annotations, which ``helm
+        upgrade`` and ``helm uninstall`` rely on; other keys) stays. The patch carries the
+        resourceVersion last seen, which the API server checks as on a PUT: a write by
+        someone else in between is a 409, not silently overwritten."""
+        data = {KEY: history.encode()}
         try:
             if self._resource_version:
-                body["metadata"]["resourceVersion"] = self._resource_version
-                obj = self.kube.replace(self.path, body)
+                patch = {"metadata": {"resourceVersion": self._resource_version}, "data": data}
+                obj = self.kube.merge_patch(self.path, patch)
             else:
+                body: dict[str, Any] = {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {
+                        "name": self.name,
+                        "namespace": self.namespace,
+                        "labels": {"app.kubernetes.io/part-of": "dlscaler"},
+                    },
+                    "data": data,
+                }
                 obj = self.kube.create(core_path("configmaps", self.namespace), body)
         except ApiError as err:
             if not (err.conflict or err.not_found):
