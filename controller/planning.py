@@ -65,9 +65,12 @@ def plan_pass(
     extra_pending: Sequence[Gang] = (),
     unschedulable_after_s: float = 300.0,
     restart_backoff: lifecycle.RestartBackoff = lifecycle.DEFAULT_BACKOFF,
+    expected_ends: Callable[[Sequence[RunningGang]], Sequence[RunningGang]] | None = None,
 ) -> PassPlan:
     """``extra_pending``: other waiting demand the policy provisions for but the controller
-    does not admit (DLService replicas the scheduler could not place)."""
+    does not admit (DLService replicas the scheduler could not place). ``expected_ends``:
+    gives running gangs their ``expected_end_s`` (the runtime regression's,
+    :mod:`controller.runtimes`)."""
     by_job = pods_by_job(pods)
     node_names = frozenset(n.name for n in nodes)
     steps = {
@@ -110,6 +113,8 @@ def plan_pass(
     pools_now = with_admissions(view.pools, admissions)
     waiting = [j for j in pending if j.job_id not in admitted]
     running += [running_gang(a.job, a.pool, now_s, a.nodes) for a in admissions]
+    if expected_ends is not None:
+        running = list(expected_ends(running))
     started = timer() if timer else 0.0
     plan = decide(
         now=now_s,

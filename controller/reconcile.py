@@ -51,6 +51,8 @@ from controller.names import (
 from controller.planning import plan_pass
 from controller.pools import PoolManager
 from controller.prometheus import Prometheus
+from controller.runtimes import SUFFIX as RUNTIMES_SUFFIX
+from controller.runtimes import FinishedJobStore, RuntimeEstimates
 from controller.serving import ServiceReconciler
 from controller.settings import ControllerSettings
 from controller.snapshot import ClusterView, NodeView, parse_node, used_gpus_by_node
@@ -175,6 +177,7 @@ class Reconciler:
         store: StateStore | None = None,
         cache: ObjectCache | None = None,
         clock: Callable[[], float] = time.time,
+        runtimes: RuntimeEstimates | None = None,
     ) -> None:
         """``cache``: watch-fed objects (:mod:`controller.cache`); without one, every pass
         lists everything."""
@@ -186,6 +189,12 @@ class Reconciler:
         self.pools = pools
         self.forecasting = forecasting or Forecasting(self.config)
         self.store = store
+        # Running gangs' expected ends; finished jobs kept beside the demand history.
+        self.runtimes = runtimes or RuntimeEstimates(
+            store=FinishedJobStore(kube, store.namespace, store.name + RUNTIMES_SUFFIX)
+            if store is not None
+            else None
+        )
         self.cache = cache
         self.clock = clock
         self.idle = IdleTracker()
@@ -204,6 +213,7 @@ class Reconciler:
     def close(self) -> None:
         self.io.shutdown(wait=False, cancel_futures=True)
         self.forecasting.close()
+        self.runtimes.close()
         self.pools.close()
 
     # --- state across restarts ------------------------------------------------------------
@@ -267,6 +277,7 @@ class Reconciler:
         idle = self.idle.update(now, nodes, used, last_finish_by_node(pods))
         self.forecasting.update(self.history, now)
         forecast = self.forecasting.forecast(now)
+        self.runtimes.observe(jobs)
         decided = plan_pass(
             now_s=now,
             jobs=jobs,
@@ -284,6 +295,7 @@ class Reconciler:
             restart_backoff=lifecycle.RestartBackoff(
                 self.settings.restart_backoff_s, self.settings.restart_backoff_max_s
             ),
+            expected_ends=lambda gangs: self.runtimes.expected_ends(gangs, jobs, now),
         )
         self.metrics.decide_latency.observe(decided.decide_s)
         mark("plan")

@@ -46,6 +46,10 @@ class PredictiveParams:
     arrival_quantile: float = 0.85
     """Keep room for the arrivals of this share of past lead-time windows, in their gang
     shapes (:mod:`dlscaler.policy.scenarios`); 0 turns it off."""
+    consolidate_within_s: float = 0.0
+    """Cordon a busy node, so it empties and goes, when capacity exceeds the forecast by a
+    node and all its gangs are expected to finish within this many seconds
+    (:mod:`dlscaler.policy.consolidation`); 0 turns it off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,7 @@ class _PredictiveModel(_Strict):
     max_error_ratio: float = Field(1.5, alias="maxErrorRatio", gt=0)
     hysteresis_nodes: int = Field(1, alias="hysteresisNodes", ge=0)
     arrival_quantile: float = Field(0.85, alias="arrivalQuantile", ge=0, lt=1)
+    consolidate_within_s: float = Field(0.0, alias="consolidateWithinSeconds", ge=0)
 
 
 class _PolicyModel(_Strict):
@@ -151,6 +156,7 @@ def parse_policy_config(data: Mapping[str, Any] | None, *, source: str = "config
             max_error_ratio=p.max_error_ratio,
             hysteresis_nodes=p.hysteresis_nodes,
             arrival_quantile=p.arrival_quantile,
+            consolidate_within_s=p.consolidate_within_s,
         ),
     )
 
@@ -176,6 +182,7 @@ def policy_config_to_dict(cfg: PolicyConfig) -> dict[str, Any]:
             "maxErrorRatio": p.max_error_ratio,
             "hysteresisNodes": p.hysteresis_nodes,
             "arrivalQuantile": p.arrival_quantile,
+            "consolidateWithinSeconds": p.consolidate_within_s,
         },
     }
 

@@ -33,6 +33,16 @@ class NodeRemoval:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeCordon:
+    """A busy node taken out of service (or put back): it takes no new work and is removed
+    once its gangs finish. No worker is ever evicted for it."""
+
+    pool: str
+    node: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class GangNote:
     """Why a pending gang is not being provisioned for right now."""
 
@@ -50,6 +60,10 @@ class Plan:
     scale_ups: tuple[ScaleUp, ...] = ()
     removals: tuple[NodeRemoval, ...] = ()
     notes: tuple[GangNote, ...] = ()
+    cordons: tuple[NodeCordon, ...] = ()
+    """Busy nodes to cordon so they empty and go (``predictive``'s consolidation)."""
+    uncordons: tuple[NodeCordon, ...] = ()
+    """Nodes cordoned earlier to put back in service, instead of booting new ones."""
     next_decision_s: float | None = None
     """The earliest time at which the policy knows it will want to act again (an idle
     timeout expiring, an arrival the oracle knows of). A hint: callers may decide sooner."""
@@ -59,11 +73,13 @@ class Plan:
 
     @property
     def changes(self) -> bool:
-        return bool(self.scale_ups or self.removals)
+        return bool(self.scale_ups or self.removals or self.cordons or self.uncordons)
 
     def reasons(self) -> list[str]:
         out = [
             f"{s.pool}: {s.from_nodes} -> {s.to_nodes} nodes: {s.reason}" for s in self.scale_ups
         ]
         out += [f"{r.pool}: remove {r.node}: {r.reason}" for r in self.removals]
+        out += [f"{c.pool}: cordon {c.node}: {c.reason}" for c in self.cordons]
+        out += [f"{c.pool}: uncordon {c.node}: {c.reason}" for c in self.uncordons]
         return out

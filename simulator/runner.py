@@ -228,6 +228,8 @@ class Simulation:
             if (changed and decide_on_events) or (ticked and (dirty or ticks_matter)):
                 self._decide(now)
                 dirty = False
+                if self._capacity_epoch != self._admitted_epoch:
+                    self._admit(now)  # the plan put cordoned nodes back in service
             # Only now is it known whether anything is left to happen: this instant's
             # events may have just admitted a gang or asked for nodes.
             if tick and (len(engine) or self.running):

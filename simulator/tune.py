@@ -48,6 +48,9 @@ def suggest(trial: Any, base: PolicyConfig) -> PolicyConfig:
                 max_error_ratio=trial.suggest_float("max_error_ratio", 0.8, 3.0),
                 hysteresis_nodes=trial.suggest_int("hysteresis_nodes", 0, 3),
                 arrival_quantile=trial.suggest_float("arrival_quantile", 0.0, 0.97),
+                consolidate_within_s=float(
+                    trial.suggest_int("consolidate_within_s", 0, 7200, step=900)
+                ),
             ),
         )
     return cfg
@@ -175,6 +178,7 @@ def _params_of(cfg: PolicyConfig) -> dict[str, Any]:
             "max_error_ratio": p.max_error_ratio,
             "hysteresis_nodes": p.hysteresis_nodes,
             "arrival_quantile": p.arrival_quantile,
+            "consolidate_within_s": min(7200, int(round(p.consolidate_within_s / 900) * 900)),
         }
     return params
 

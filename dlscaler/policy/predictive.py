@@ -9,6 +9,11 @@ reactive floor, with hysteresis; fall back to reactive when the forecast is not 
   forecast's ``scale_down_quantile`` of demand over the next idle-timeout window and
   above the ``quantile`` it grows for over the lead time (a node removed below that would
   be booted again).
+- Consolidate (``consolidate_within_s`` > 0): while capacity without it stays above the
+  forecast's ``quantile`` (by ``hysteresis_nodes``) until it is empty and a replacement
+  could boot, the busy node whose gangs are expected to finish soonest (all within
+  ``consolidate_within_s``) is cordoned, so it empties and goes; when a plan would grow a
+  pool, its cordoned nodes are put back in service first (:mod:`.consolidation`).
 - Trust: a forecast whose ``recent_error_ratio`` (vs the naive baseline) is missing or above
   ``max_error_ratio`` is ignored, and the plan says it fell back.
 
@@ -24,8 +29,8 @@ from dataclasses import replace
 
 from dlscaler.config import PolicyConfig
 from dlscaler.model import ANY_GPU_TYPE, Forecast, Gang, PoolState, RunningGang
-from dlscaler.plan import Plan, ScaleUp
-from dlscaler.policy import capacity, scenarios
+from dlscaler.plan import NodeCordon, Plan, ScaleUp
+from dlscaler.policy import capacity, consolidation, scenarios
 from dlscaler.policy.reactive import decide_reactive, provision_pending
 
 
@@ -112,6 +117,47 @@ def decide_predictive(
     forecast: Forecast,
     config: PolicyConfig,
 ) -> Plan:
+    plan = _plan(now_s, pools, pending, running, forecast, config, may_cordon=True)
+    growing = {up.pool for up in plan.scale_ups}
+    # Demand is back where nodes were cordoned: put back as few of them as make the growth
+    # unnecessary (the roomiest first; 1, 2, 4, ... then all), planning again with them and
+    # never cordoning in the same plan (that would flap).
+    back = sorted(
+        ((p.name, n) for p in pools if p.name in growing for n in consolidation.cordoned(p)),
+        key=lambda pn: (pn[1].used_gpus - pn[1].gpus, pn[0], pn[1].name),
+    )
+    count = 1
+    while back:
+        chosen = back[: min(count, len(back))]
+        names = {(pool, n.name) for pool, n in chosen}
+        trial = _plan(
+            now_s,
+            [consolidation.restored(p, {n for pool, n in names if pool == p.name}) for p in pools],
+            pending,
+            running,
+            forecast,
+            config,
+            may_cordon=False,
+        )
+        if len(chosen) == len(back) or not {up.pool for up in trial.scale_ups} & growing:
+            reason = "demand is back: in service again instead of a new node"
+            return replace(
+                trial, uncordons=tuple(NodeCordon(pool, n.name, reason) for pool, n in chosen)
+            )
+        count *= 2
+    return plan
+
+
+def _plan(
+    now_s: float,
+    pools: Sequence[PoolState],
+    pending: Sequence[Gang],
+    running: Sequence[RunningGang],
+    forecast: Forecast,
+    config: PolicyConfig,
+    *,
+    may_cordon: bool,
+) -> Plan:
     if not forecast_trusted(forecast, config):
         plan = decide_reactive(
             now_s=now_s, pools=pools, pending=pending, running=running, config=config
@@ -176,11 +222,29 @@ def decide_predictive(
         undone = removals.pop()  # the most recently idle goes back first
         by_name[undone.pool].removed.discard(undone.node)
     removals += capacity.enforce_max(views)
+    cordons: list[NodeCordon] = []
+    # Not while anything grows, nor while a pending gang waits on a pool's limits.
+    if may_cordon and not ups and all(n.unschedulable for n in notes):
+        step_s = forecast.step_s
+
+        def demand_until(end_s: float) -> float:
+            # Until the node is gone and a replacement could be booted.
+            until_s = max(end_s, now_s) + max(lead_s, step_s)
+            return max(keep_gpus, forecast.quantile_max(p.quantile, until_s) + p.headroom_gpus)
+
+        cordons = consolidation.choose_cordons(
+            views, running, config, now_s, _capacity_gpus(views), demand_until
+        )
+        # Room for arrivals in their shapes is kept too: a cordon that takes it is undone.
+        while cordons and _arrival_shortfall(views, forecast, config, now_s)[0] > 0:
+            kept = cordons.pop()
+            by_name[kept.pool].removed.discard(kept.node)
     return Plan(
         targets=capacity.targets(views),
         scale_ups=tuple(ups),
         removals=tuple(removals),
         notes=tuple(notes),
+        cordons=tuple(cordons),
         next_decision_s=next_expiry,
         policy="predictive",
     )
