@@ -201,8 +201,12 @@ class RunningGang:
     pool: str
     nodes: tuple[str, ...]
     expected_end_s: float | None = None
-    """When the job is expected to finish (``None``: unknown). The simulator sets the
-    true end only for the oracle; the controller sets the runtime regressor's estimate."""
+    """When the job is expected to finish (``None``: unknown). For ``oracle`` the simulator
+    gives the true end. Otherwise it is the runtime regression's estimate (start + age +
+    median remaining time given the age; :class:`predictors.runtime.RuntimeRegressor`)
+    trained only on jobs finished by then: the simulator's in ``simulator.runtimes``, the
+    controller's in ``controller.runtimes`` (finished DLJobs). ``predictive``'s
+    consolidation and the queue-time estimate (:mod:`dlscaler.estimate`) read it."""
 
 
 @dataclass(frozen=True, slots=True)
