@@ -11,7 +11,7 @@ reported as not applicable rather than silently passing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 from dlscaler.config import PoolModel
 from dlscaler.pool import (
@@ -38,6 +38,8 @@ Fault = Literal[
     "partial_delete",
     "permission",
 ]
+ALL_FAULTS: frozenset[str] = frozenset(get_args(Fault))
+"""Every fault the contract knows: ``Harness.faults`` of a backend that can produce them all."""
 Target = Literal["read", "scale", "delete", "any"]
 """Which calls a fault hits: reads (describe/list), scale (resize/update), deletes."""
 
@@ -273,26 +275,29 @@ def check_persistent_throttling_gives_up(h: Harness) -> None:
     assert p.describe().target_size == 0
 
 
-def check_server_error_is_retried(h: Harness) -> None:
-    _require(h, "server_error")
-    p = h.group(target=2)
+def _delete_through_fault(
+    h: Harness, fault: Fault, *, size: int, doomed: int
+) -> tuple[NodePoolProvider, list[str]]:
+    """Delete the first ``doomed`` of ``size`` instances while ``fault`` hits the delete:
+    exactly the others must be left, and the target must say so. Returns the provider and
+    the instance ids it started with."""
+    _require(h, fault)
+    p = h.group(target=size)
     ids = _ids(p.describe())
-    h.inject("server_error", "delete")
-    p.delete_instances(ids[:1])
+    h.inject(fault, "delete")
+    p.delete_instances(ids[:doomed])
     h.settle(p)
     d = p.describe()
-    assert _ids(d) == ids[1:] and d.target_size == 1
+    assert _ids(d) == ids[doomed:] and d.target_size == size - doomed, d
+    return p, ids
+
+
+def check_server_error_is_retried(h: Harness) -> None:
+    _delete_through_fault(h, "server_error", size=2, doomed=1)
 
 
 def check_lost_response_does_not_act_twice(h: Harness) -> None:
-    _require(h, "lost_response")
-    p = h.group(target=3)
-    ids = _ids(p.describe())
-    h.inject("lost_response", "delete")
-    p.delete_instances(ids[:1])
-    h.settle(p)
-    d = p.describe()
-    assert _ids(d) == ids[1:] and d.target_size == 2, d
+    p, ids = _delete_through_fault(h, "lost_response", size=3, doomed=1)
     h.inject("lost_response", "scale")
     p.set_target_size(4)
     h.settle(p)
@@ -302,14 +307,7 @@ def check_lost_response_does_not_act_twice(h: Harness) -> None:
 
 
 def check_partial_delete_finishes(h: Harness) -> None:
-    _require(h, "partial_delete")
-    p = h.group(target=5)
-    ids = _ids(p.describe())
-    h.inject("partial_delete", "delete")
-    p.delete_instances(ids[:4])
-    h.settle(p)
-    d = p.describe()
-    assert _ids(d) == ids[4:] and d.target_size == 1, d
+    _delete_through_fault(h, "partial_delete", size=5, doomed=4)
 
 
 def check_timeout_is_retried(h: Harness) -> None:
