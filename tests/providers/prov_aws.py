@@ -26,14 +26,14 @@ from xml.sax.saxutils import escape
 import boto3
 from botocore.config import Config
 from prov_faults import FaultInjector
-from prov_harness import MAX_ATTEMPTS, contract_pool, stats_of, test_retrier, unique_name
+from prov_harness import ContractHarness, contract_pool
 from prov_loopback import Call, LoopbackServer, Request, Response
 
 from dlscaler.config import PoolModel
 from dlscaler.pool import NodePoolProvider
 from providers import build_provider
 from providers.contract import Fault, Target
-from providers.retry import Retrier, RetryStats
+from providers.retry import Retrier
 
 REGION = "us-east-1"
 ZONE = "us-east-1a"
@@ -342,38 +342,17 @@ class AwsCloud:
         )
 
 
-class AwsHarness:
+class AwsHarness(ContractHarness):
     scheme = "aws"
-    faults = frozenset(
-        {
-            "stockout",
-            "quota",
-            "throttle",
-            "server_error",
-            "timeout",
-            "lost_response",
-            "partial_delete",
-            "permission",
-        }
-    )
-    max_attempts = MAX_ATTEMPTS
+    group_prefix = "asg"
 
     def __init__(self, cloud: AwsCloud) -> None:
         self.cloud = cloud
         self.pool = contract_pool("aws", region=REGION)
 
-    def group(self, *, target: int = 0, retrier: Retrier | None = None) -> NodePoolProvider:
-        name = unique_name("asg")
+    def create_group(self, name: str, *, target: int) -> None:
         self.cloud.create_asg(
             name, min_size=self.pool.min_nodes, max_size=self.pool.max_nodes, desired=target
-        )
-        return self.cloud.provider(
-            self.pool.model_copy(update={"group_id": name}), retrier=retrier or test_retrier()
-        )
-
-    def missing_group(self) -> NodePoolProvider:
-        return self.cloud.provider(
-            self.pool.model_copy(update={"group_id": "no-such-asg"}), retrier=test_retrier()
         )
 
     def inject(self, fault: Fault, target: Target, *, times: int = 1) -> None:
@@ -383,10 +362,7 @@ class AwsHarness:
             self.cloud.faults.inject("lost_response", "delete", times=times)
             self.cloud.faults.inject("server_error", "delete", times=times)
             return
-        self.cloud.faults.inject(fault, target, times=times)
-
-    def stats(self, provider: NodePoolProvider) -> RetryStats:
-        return stats_of(provider)
+        super().inject(fault, target, times=times)
 
     def settle(self, provider: NodePoolProvider) -> None:
         """moto launches and terminates synchronously."""

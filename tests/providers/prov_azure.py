@@ -24,14 +24,13 @@ import trustme
 from azure.core.credentials import AccessToken
 from azure.mgmt.compute import ComputeManagementClient
 from prov_faults import FaultInjector
-from prov_harness import MAX_ATTEMPTS, contract_pool, stats_of, test_retrier, unique_name
+from prov_harness import ContractHarness, contract_pool
 from prov_loopback import Call, LoopbackServer, Request, Response
 
 from dlscaler.config import PoolModel
 from dlscaler.pool import NodePoolProvider
 from providers import build_provider
-from providers.contract import Fault, Target
-from providers.retry import Retrier, RetryStats
+from providers.retry import Retrier
 
 SUBSCRIPTION = "00000000-0000-0000-0000-0000000000aa"
 RESOURCE_GROUP = "MC_dlscaler_gpu_eastus"
@@ -343,21 +342,9 @@ class AzureCloud:
         return build_provider(pool, compute=self.client(), retrier=retrier, poll_interval_s=0.01)
 
 
-class AzureHarness:
+class AzureHarness(ContractHarness):
     scheme = "azure"
-    faults = frozenset(
-        {
-            "stockout",
-            "quota",
-            "throttle",
-            "server_error",
-            "timeout",
-            "lost_response",
-            "partial_delete",
-            "permission",
-        }
-    )
-    max_attempts = MAX_ATTEMPTS
+    group_prefix = "vmss"
 
     def __init__(self, cloud: AzureCloud) -> None:
         self.cloud = cloud
@@ -372,23 +359,8 @@ class AzureHarness:
             },
         )
 
-    def group(self, *, target: int = 0, retrier: Retrier | None = None) -> NodePoolProvider:
-        name = unique_name("vmss")
+    def create_group(self, name: str, *, target: int) -> None:
         self.cloud.fake.create(name, capacity=target)
-        return self.cloud.provider(
-            self.pool.model_copy(update={"group_id": name}), retrier=retrier or test_retrier()
-        )
-
-    def missing_group(self) -> NodePoolProvider:
-        return self.cloud.provider(
-            self.pool.model_copy(update={"group_id": "no-such-vmss"}), retrier=test_retrier()
-        )
-
-    def inject(self, fault: Fault, target: Target, *, times: int = 1) -> None:
-        self.cloud.faults.inject(fault, target, times=times)
-
-    def stats(self, provider: NodePoolProvider) -> RetryStats:
-        return stats_of(provider)
 
     def settle(self, provider: NodePoolProvider) -> None:
         self.cloud.fake.settle()

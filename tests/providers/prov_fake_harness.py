@@ -2,52 +2,41 @@
 
 from __future__ import annotations
 
-from prov_harness import MAX_ATTEMPTS, contract_pool, stats_of, test_retrier, unique_name
+from prov_harness import ContractHarness, contract_pool, test_retrier, unique_name
 
 from dlscaler.config import PoolModel
 from dlscaler.pool import NodePoolProvider, PermissionDeniedError, QuotaError
 from providers import build_provider
 from providers.contract import Fault, Target
-from providers.fake import FakeCloud
-from providers.retry import Retrier, RetryStats
+from providers.fake import FakeCloud, FakeProvider
+from providers.retry import Retrier
 
 _OPERATIONS = {"read": "describe", "scale": "set_target", "delete": "delete", "any": "*"}
 
 
-class FakeHarness:
+class FakeHarness(ContractHarness):
     scheme = "fake"
-    faults = frozenset(
-        {
-            "stockout",
-            "quota",
-            "throttle",
-            "server_error",
-            "timeout",
-            "lost_response",
-            "partial_delete",
-            "permission",
-        }
-    )
-    max_attempts = MAX_ATTEMPTS
+    group_prefix = "fake"
 
     def __init__(self) -> None:
         self.pool: PoolModel = contract_pool("fake", instanceType="fake-8xa100")
         self.cloud = FakeCloud(seed=7)
 
-    def group(self, *, target: int = 0, retrier: Retrier | None = None) -> NodePoolProvider:
-        name = unique_name("fake")
-        provider = build_provider(
-            self.pool.model_copy(update={"group_id": name}),
-            cloud=self.cloud,
-            retrier=retrier or test_retrier(),
+    def provider_for(self, group_id: str, *, retrier: Retrier) -> NodePoolProvider:
+        return build_provider(
+            self.pool.model_copy(update={"group_id": group_id}), cloud=self.cloud, retrier=retrier
         )
+
+    def group(self, *, target: int = 0, retrier: Retrier | None = None) -> NodePoolProvider:
+        # Building a fake provider creates its group from the pool: size it afterwards.
+        name = unique_name(self.group_prefix)
+        provider = self.provider_for(name, retrier=retrier or test_retrier())
         if target:
             self.cloud.set_target(name, target)
         return provider
 
     def missing_group(self) -> NodePoolProvider:
-        from providers.fake import FakeProvider
-
+        # Not through build_provider, which would create the group.
         return FakeProvider(self.cloud, "no-such-group", pool="contract", retrier=test_retrier())
 
     def inject(self, fault: Fault, target: Target, *, times: int = 1) -> None:
@@ -62,9 +51,6 @@ class FakeHarness:
             )
         else:
             self.cloud.inject(fault, operation, times=times)
-
-    def stats(self, provider: NodePoolProvider) -> RetryStats:
-        return stats_of(provider)
 
     def settle(self, provider: NodePoolProvider) -> None:
         self.cloud.boot()

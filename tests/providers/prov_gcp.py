@@ -18,14 +18,13 @@ from typing import Any
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 from prov_faults import FaultInjector
-from prov_harness import MAX_ATTEMPTS, contract_pool, stats_of, test_retrier, unique_name
+from prov_harness import ContractHarness, contract_pool
 from prov_loopback import Call, LoopbackServer, Request, Response
 
 from dlscaler.config import PoolModel
 from dlscaler.pool import NodePoolProvider
 from providers import build_provider
-from providers.contract import Fault, Target
-from providers.retry import Retrier, RetryStats
+from providers.retry import Retrier
 
 PROJECT = "dlscaler-test"
 ZONE = "us-central1-a"
@@ -365,21 +364,9 @@ class GcpCloud:
         )
 
 
-class GcpHarness:
+class GcpHarness(ContractHarness):
     scheme = "gce"
-    faults = frozenset(
-        {
-            "stockout",
-            "quota",
-            "throttle",
-            "server_error",
-            "timeout",
-            "lost_response",
-            "partial_delete",
-            "permission",
-        }
-    )
-    max_attempts = MAX_ATTEMPTS
+    group_prefix = "mig"
 
     def __init__(self, cloud: GcpCloud, *, regional: bool = False) -> None:
         self.cloud = cloud
@@ -392,23 +379,8 @@ class GcpHarness:
             **where,
         )
 
-    def group(self, *, target: int = 0, retrier: Retrier | None = None) -> NodePoolProvider:
-        name = unique_name("mig")
+    def create_group(self, name: str, *, target: int) -> None:
         self.cloud.fake.create(name, region=self.regional, target=target)
-        return self.cloud.provider(
-            self.pool.model_copy(update={"group_id": name}), retrier=retrier or test_retrier()
-        )
-
-    def missing_group(self) -> NodePoolProvider:
-        return self.cloud.provider(
-            self.pool.model_copy(update={"group_id": "no-such-mig"}), retrier=test_retrier()
-        )
-
-    def inject(self, fault: Fault, target: Target, *, times: int = 1) -> None:
-        self.cloud.faults.inject(fault, target, times=times)
-
-    def stats(self, provider: NodePoolProvider) -> RetryStats:
-        return stats_of(provider)
 
     def settle(self, provider: NodePoolProvider) -> None:
         self.cloud.fake.settle()

@@ -1,4 +1,4 @@
-"""Pieces every provider harness of the contract suite shares."""
+"""Pieces every provider harness of the contract suite shares, and the harness base class."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from dlscaler.config import PoolModel
 from dlscaler.pool import NodePoolProvider
+from providers.contract import ALL_FAULTS, Fault, Target
 from providers.retry import Retrier, RetryPolicy, RetryStats, no_sleep
 
 MAX_ATTEMPTS = 4
@@ -53,3 +54,48 @@ def stats_of(provider: NodePoolProvider) -> RetryStats:
     retrier = provider.retrier  # type: ignore[attr-defined]
     assert isinstance(retrier, Retrier)
     return retrier.stats
+
+
+class ContractHarness:
+    """A :class:`providers.contract.Harness` for a cloud served on loopback.
+
+    ``cloud`` is the test session's cloud: its ``faults`` is the fault layer in front of it
+    and its ``provider(pool, retrier=...)`` builds a provider with real SDK clients pointed
+    at it. A backend names its group prefix and provider-id scheme, creates a group in its
+    cloud (:meth:`create_group`) and lets asynchronous work finish (:meth:`settle`); a
+    backend whose groups are made another way overrides :meth:`group` and
+    :meth:`missing_group` too.
+    """
+
+    scheme: str
+    group_prefix: str
+    """Names of this backend's groups start with it (``asg``, ``mig``, ``vmss``...)."""
+    faults: frozenset[str] = ALL_FAULTS
+    max_attempts = MAX_ATTEMPTS
+    pool: PoolModel
+    cloud: Any
+
+    def create_group(self, name: str, *, target: int) -> None:
+        raise NotImplementedError
+
+    def settle(self, provider: NodePoolProvider) -> None:
+        raise NotImplementedError
+
+    def provider_for(self, group_id: str, *, retrier: Retrier) -> NodePoolProvider:
+        return self.cloud.provider(
+            self.pool.model_copy(update={"group_id": group_id}), retrier=retrier
+        )
+
+    def group(self, *, target: int = 0, retrier: Retrier | None = None) -> NodePoolProvider:
+        name = unique_name(self.group_prefix)
+        self.create_group(name, target=target)
+        return self.provider_for(name, retrier=retrier or test_retrier())
+
+    def missing_group(self) -> NodePoolProvider:
+        return self.provider_for(f"no-such-{self.group_prefix}", retrier=test_retrier())
+
+    def inject(self, fault: Fault, target: Target, *, times: int = 1) -> None:
+        self.cloud.faults.inject(fault, target, times=times)
+
+    def stats(self, provider: NodePoolProvider) -> RetryStats:
+        return stats_of(provider)
