@@ -46,6 +46,10 @@ class PredictiveParams:
     arrival_quantile: float = 0.85
     """Keep room for the arrivals of this share of past lead-time windows, in their gang
     shapes (:mod:`dlscaler.policy.scenarios`); 0 turns it off."""
+    arrival_budget: float = 0.01
+    """Room for rarer bursts (up to the windows of one in a hundred) as long as it takes
+    no more than this share of the pools' nodes: large clusters afford it, small ones do
+    not. 0: only ``arrival_quantile``."""
     consolidate_within_s: float = 0.0
     """Cordon a busy node, so it empties and goes, when capacity exceeds the forecast by a
     node and all its gangs are expected to finish within this many seconds
@@ -82,6 +86,7 @@ class _PredictiveModel(_Strict):
     max_error_ratio: float = Field(1.5, alias="maxErrorRatio", gt=0)
     hysteresis_nodes: int = Field(1, alias="hysteresisNodes", ge=0)
     arrival_quantile: float = Field(0.85, alias="arrivalQuantile", ge=0, lt=1)
+    arrival_budget: float = Field(0.01, alias="arrivalBudget", ge=0, le=1)
     consolidate_within_s: float = Field(0.0, alias="consolidateWithinSeconds", ge=0)
 
 
@@ -156,6 +161,7 @@ def parse_policy_config(data: Mapping[str, Any] | None, *, source: str = "config
             max_error_ratio=p.max_error_ratio,
             hysteresis_nodes=p.hysteresis_nodes,
             arrival_quantile=p.arrival_quantile,
+            arrival_budget=p.arrival_budget,
             consolidate_within_s=p.consolidate_within_s,
         ),
     )
@@ -182,6 +188,7 @@ def policy_config_to_dict(cfg: PolicyConfig) -> dict[str, Any]:
             "maxErrorRatio": p.max_error_ratio,
             "hysteresisNodes": p.hysteresis_nodes,
             "arrivalQuantile": p.arrival_quantile,
+            "arrivalBudget": p.arrival_budget,
             "consolidateWithinSeconds": p.consolidate_within_s,
         },
     }

@@ -51,6 +51,7 @@ def suggest(trial: Any, base: PolicyConfig) -> PolicyConfig:
                 consolidate_within_s=float(
                     trial.suggest_int("consolidate_within_s", 0, 7200, step=900)
                 ),
+                arrival_budget=trial.suggest_float("arrival_budget", 0.0, 0.1),
             ),
         )
     return cfg
@@ -179,6 +180,7 @@ def _params_of(cfg: PolicyConfig) -> dict[str, Any]:
             "hysteresis_nodes": p.hysteresis_nodes,
             "arrival_quantile": p.arrival_quantile,
             "consolidate_within_s": min(7200, int(round(p.consolidate_within_s / 900) * 900)),
+            "arrival_budget": p.arrival_budget,
         }
     return params
 

@@ -80,8 +80,10 @@ def _arrival_shortfall(
                     cost += n * spec.price_usd_per_hour
         outcomes.append((cost, extra))
     outcomes.sort(key=lambda o: o[0])
-    k = min(len(outcomes), max(1, math.ceil(q * len(outcomes))))
-    chosen = outcomes[k - 1][1]
+    planned = sum(v.planned_nodes for v in ordered)
+    budget = math.floor(config.predictive.arrival_budget * planned)
+    k = scenarios.pick_outcome([(cost, sum(extra.values())) for cost, extra in outcomes], q, budget)
+    chosen = outcomes[k][1]
     return sum(chosen.values()), chosen
 
 

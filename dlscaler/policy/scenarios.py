@@ -70,3 +70,22 @@ def quantile_count(counts: Sequence[int], q: float) -> int:
     ordered = sorted(counts)
     k = min(len(ordered), max(1, math.ceil(q * len(ordered))))
     return ordered[k - 1]
+
+
+BURST_QUANTILE = 0.99
+"""The rarest windows a budget may pay room for: one in a hundred."""
+
+
+def pick_outcome(outcomes: Sequence[tuple[float, int]], q: float, budget_nodes: int) -> int:
+    """Which scenario outcome to provision for, given ``(cost, nodes)`` per scenario sorted
+    by cost: the ``q``-quantile one, or a rarer one (up to :data:`BURST_QUANTILE`) whose
+    nodes still fit in ``budget_nodes``: a large cluster can afford room for the bursts of
+    a few windows in a hundred for a few percent of its nodes, a small one cannot. Returns
+    an index into ``outcomes``."""
+    n = len(outcomes)
+    base = min(n, max(1, math.ceil(q * n))) - 1
+    top = min(n, max(1, math.ceil(BURST_QUANTILE * n))) - 1
+    for k in range(top, base, -1):
+        if outcomes[k][1] <= budget_nodes:
+            return k
+    return base

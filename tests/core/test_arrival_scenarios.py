@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from dlscaler.model import Forecast, Gang
 from dlscaler.placement import place_workers
 from dlscaler.policy import decide
-from dlscaler.policy.scenarios import extra_nodes, free_histogram, quantile_count
+from dlscaler.policy.scenarios import extra_nodes, free_histogram, pick_outcome, quantile_count
 
 
 def g(workers: int, gpus: int, job: str = "x") -> Gang:
@@ -139,3 +139,30 @@ def test_scenario_gangs_go_to_the_pool_that_takes_their_type(snap: Any) -> None:
     windows = [[replace(g(1, 8), gpu_type="a100")]] * 10
     p = plan(snap, pools, fc(windows))
     assert [(u.pool, u.to_nodes) for u in p.scale_ups] == [("big", 1)]
+
+
+def test_pick_outcome_pays_for_rarer_bursts_within_the_budget() -> None:
+    # 100 windows: 90 need nothing, 9 need 1 node, 1 needs 6 nodes
+    outcomes = [(0.0, 0)] * 90 + [(1.0, 1)] * 9 + [(6.0, 6)]
+    assert outcomes[pick_outcome(outcomes, 0.85, budget_nodes=0)] == (0.0, 0)
+    assert outcomes[pick_outcome(outcomes, 0.85, budget_nodes=1)] == (1.0, 1)  # the p99
+    assert outcomes[pick_outcome(outcomes, 0.85, budget_nodes=5)] == (1.0, 1)
+    assert outcomes[pick_outcome(outcomes, 0.95, budget_nodes=0)] == (1.0, 1)  # q itself
+    # the 1% window is beyond the burst quantile, whatever the budget
+    assert outcomes[pick_outcome(outcomes, 0.85, budget_nodes=100)] == (1.0, 1)
+
+
+def test_budget_scales_with_the_cluster(snap: Any) -> None:
+    """Windows of one in twenty bring a 2x8 gang. At p85 nothing is kept for them; a 3%
+    budget buys the room in a 100-node pool (3 nodes) but not in a 10-node one (0)."""
+    windows = [[]] * 95 + [[g(2, 8)]] * 5
+
+    def grown(nodes: int, budget: float) -> int:
+        busy = [snap.ready(f"n{i}", used=8) for i in range(nodes)]
+        pools = [snap.pool(snap.spec("a", max_nodes=1000), *busy)]
+        p = plan(snap, pools, fc(windows), arrival_quantile=0.85, arrival_budget=budget)
+        return p.targets["a"] - nodes
+
+    assert grown(100, 0.03) == 2
+    assert grown(10, 0.03) == 0
+    assert grown(100, 0.0) == 0

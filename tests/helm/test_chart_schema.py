@@ -137,6 +137,8 @@ POLICY_CASES = [
     {"predictive": {"arrivalQuantile": 0}},
     {"predictive": {"arrivalQuantile": 1.0}},
     {"predictive": {"arrivalQuantile": -0.1}},
+    {"predictive": {"arrivalBudget": 0}},
+    {"predictive": {"arrivalBudget": 1.5}},
     {"predictive": {"horizon": 3}},
 ]
 
