@@ -6,8 +6,16 @@ import itertools
 import random
 from typing import Any
 
+import pytest
+
 from dlscaler.config import PoolModel
-from dlscaler.pool import NodePoolProvider
+from dlscaler.pool import (
+    CapacityError,
+    NodePoolProvider,
+    PermissionDeniedError,
+    ProviderError,
+    QuotaError,
+)
 from providers.contract import ALL_FAULTS, Fault, Target
 from providers.retry import Retrier, RetryPolicy, RetryStats, no_sleep
 
@@ -99,3 +107,35 @@ class ContractHarness:
 
     def stats(self, provider: NodePoolProvider) -> RetryStats:
         return stats_of(provider)
+
+
+# --- steps of the per-cloud tests -------------------------------------------------------
+
+
+def refused_permission(harness: ContractHarness, target: Target) -> str:
+    """The permission named by the error when the cloud refuses the ``target`` call (read,
+    scale or delete) on a group of one node."""
+    p = harness.group(target=1)
+    pid = p.describe().instances[0].provider_id
+    harness.inject("permission", target)
+    with pytest.raises(PermissionDeniedError) as err:
+        if target == "read":
+            p.describe()
+        elif target == "scale":
+            p.set_target_size(2)
+        else:
+            p.delete_instances([pid])
+    return err.value.permission
+
+
+def failed_scale_up(
+    harness: ContractHarness, fault: Fault, *, start: int, to: int
+) -> tuple[NodePoolProvider, ProviderError]:
+    """A group of ``start`` nodes asked for ``to`` while a ``stockout`` or ``quota`` hits
+    the scale call: the provider, and the CapacityError or QuotaError it raised."""
+    p = harness.group(target=start)
+    harness.inject(fault, "scale")
+    expected = {"stockout": CapacityError, "quota": QuotaError}[fault]
+    with pytest.raises(expected) as err:
+        p.set_target_size(to)
+    return p, err.value

@@ -7,10 +7,17 @@ from typing import Any
 
 import pytest
 from prov_aws import REGION, ZONE, AwsCloud, AwsHarness
-from prov_harness import contract_pool, test_retrier, unique_name
+from prov_harness import (
+    contract_pool,
+    failed_scale_up,
+    refused_permission,
+    test_retrier,
+    unique_name,
+)
 
-from dlscaler.pool import CapacityError, InvalidConfigError, PermissionDeniedError, QuotaError
+from dlscaler.pool import CapacityError, InvalidConfigError
 from providers import build_provider
+from providers.contract import Target
 
 
 def test_template_takes_gpu_count_cpu_and_memory_from_the_instance_type(
@@ -63,27 +70,25 @@ def test_template_reads_cluster_autoscaler_tags_and_spot_policy(aws_cloud: AwsCl
     assert t.taints == ("dedicated=ml:NoSchedule",)
 
 
-def test_permission_errors_name_the_iam_action(aws_harness: AwsHarness) -> None:
-    p = aws_harness.group(target=1)
-    aws_harness.inject("permission", "scale")
-    with pytest.raises(PermissionDeniedError) as err:
-        p.set_target_size(2)
-    assert err.value.permission == "autoscaling:SetDesiredCapacity"
-    pid = p.describe().instances[0].provider_id
-    aws_harness.inject("permission", "delete")
-    with pytest.raises(PermissionDeniedError) as err:
-        p.delete_instances([pid])
-    assert err.value.permission == "autoscaling:TerminateInstanceInAutoScalingGroup"
+@pytest.mark.parametrize(
+    ("target", "action"),
+    [
+        ("read", "autoscaling:DescribeAutoScalingGroups"),
+        ("scale", "autoscaling:SetDesiredCapacity"),
+        ("delete", "autoscaling:TerminateInstanceInAutoScalingGroup"),
+    ],
+)
+def test_permission_errors_name_the_iam_action(
+    aws_harness: AwsHarness, target: Target, action: str
+) -> None:
+    assert refused_permission(aws_harness, target) == action
 
 
 def test_stockout_is_read_from_the_failed_scaling_activity(aws_harness: AwsHarness) -> None:
-    p = aws_harness.group(target=1)
-    aws_harness.inject("stockout", "scale")
-    with pytest.raises(CapacityError) as err:
-        p.set_target_size(3)
-    assert err.value.code == "InsufficientInstanceCapacity"
-    assert "p4d.24xlarge capacity" in err.value.message
-    assert err.value.operation == "set_target_size"
+    p, err = failed_scale_up(aws_harness, "stockout", start=1, to=3)
+    assert err.code == "InsufficientInstanceCapacity"
+    assert "p4d.24xlarge capacity" in err.message
+    assert err.operation == "set_target_size"
     # What AWS accepted and could not launch was taken back.
     assert p.describe().target_size == 1
     # The next scale-up is judged by its own activity, not by the old failure.
@@ -92,10 +97,8 @@ def test_stockout_is_read_from_the_failed_scaling_activity(aws_harness: AwsHarne
 
 
 def test_vcpu_limit_is_a_quota_error(aws_harness: AwsHarness) -> None:
-    p = aws_harness.group()
-    aws_harness.inject("quota", "scale")
-    with pytest.raises(QuotaError, match="vCPU"):
-        p.set_target_size(1)
+    _, err = failed_scale_up(aws_harness, "quota", start=0, to=1)
+    assert "vCPU" in str(err)
 
 
 def test_describe_reports_a_launch_failure_while_below_target(aws_cloud: AwsCloud) -> None:

@@ -7,15 +7,16 @@ import logging
 
 import pytest
 from prov_azure import RESOURCE_GROUP, SUBSCRIPTION, AzureCloud, AzureHarness
-from prov_harness import contract_pool, test_retrier, unique_name
-
-from dlscaler.pool import (
-    CapacityError,
-    InstanceState,
-    InvalidConfigError,
-    PermissionDeniedError,
-    QuotaError,
+from prov_harness import (
+    contract_pool,
+    failed_scale_up,
+    refused_permission,
+    test_retrier,
+    unique_name,
 )
+
+from dlscaler.pool import InstanceState, InvalidConfigError, PermissionDeniedError
+from providers.contract import Target
 
 
 def test_provider_ids_match_what_aks_nodes_carry(azure_harness: AzureHarness) -> None:
@@ -73,19 +74,9 @@ def test_a_failed_status_poll_resumes_polling_instead_of_resending(
     ],
 )
 def test_permission_errors_name_the_role_action(
-    azure_harness: AzureHarness, target: str, action: str
+    azure_harness: AzureHarness, target: Target, action: str
 ) -> None:
-    p = azure_harness.group(target=1)
-    pid = p.describe().instances[0].provider_id
-    azure_harness.inject("permission", target)  # type: ignore[arg-type]
-    with pytest.raises(PermissionDeniedError) as err:
-        if target == "read":
-            p.describe()
-        elif target == "scale":
-            p.set_target_size(2)
-        else:
-            p.delete_instances([pid])
-    assert err.value.permission == action
+    assert refused_permission(azure_harness, target) == action
 
 
 def test_throttling_waits_at_least_retry_after(azure_harness: AzureHarness) -> None:
@@ -97,22 +88,17 @@ def test_throttling_waits_at_least_retry_after(azure_harness: AzureHarness) -> N
 
 
 def test_failed_allocation_removes_the_failed_vms(azure_harness: AzureHarness) -> None:
-    p = azure_harness.group(target=1)
-    azure_harness.inject("stockout", "scale")
-    with pytest.raises(CapacityError) as err:
-        p.set_target_size(3)
-    assert err.value.code == "AllocationFailed"
-    assert "2 VMs that could not be allocated were removed" in err.value.message
+    p, err = failed_scale_up(azure_harness, "stockout", start=1, to=3)
+    assert err.code == "AllocationFailed"
+    assert "2 VMs that could not be allocated were removed" in err.message
     azure_harness.settle(p)
     d = p.describe()
     assert d.target_size == 1 and [i.state for i in d.instances] == [InstanceState.RUNNING]
 
 
 def test_cores_quota_is_quota_error(azure_harness: AzureHarness) -> None:
-    p = azure_harness.group()
-    azure_harness.inject("quota", "scale")
-    with pytest.raises(QuotaError, match="Cores quota"):
-        p.set_target_size(2)
+    p, err = failed_scale_up(azure_harness, "quota", start=0, to=2)
+    assert "Cores quota" in str(err)
     assert p.describe().target_size == 0
 
 

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import pytest
 from prov_gcp import PROJECT, REGION, ZONE, GcpCloud, GcpHarness
-from prov_harness import contract_pool, test_retrier, unique_name
+from prov_harness import (
+    contract_pool,
+    failed_scale_up,
+    refused_permission,
+    test_retrier,
+    unique_name,
+)
 
-from dlscaler.pool import CapacityError, InstanceState, PermissionDeniedError, QuotaError
+from dlscaler.pool import CapacityError, InstanceState
+from providers.contract import Target
 
 
 def test_regional_group_spreads_over_zones_with_gce_provider_ids(
@@ -51,38 +58,23 @@ def test_new_instances_are_pending_until_they_run(gcp_harness: GcpHarness) -> No
     ],
 )
 def test_permission_errors_name_the_iam_permission(
-    gcp_harness: GcpHarness, target: str, permission: str
+    gcp_harness: GcpHarness, target: Target, permission: str
 ) -> None:
-    p = gcp_harness.group(target=1)
-    pid = p.describe().instances[0].provider_id
-    gcp_harness.inject("permission", target)  # type: ignore[arg-type]
-    with pytest.raises(PermissionDeniedError) as err:
-        if target == "read":
-            p.describe()
-        elif target == "scale":
-            p.set_target_size(2)
-        else:
-            p.delete_instances([pid])
-    assert err.value.permission == permission
+    assert refused_permission(gcp_harness, target) == permission
 
 
 def test_stockout_removes_the_instances_that_could_not_be_created(gcp_harness: GcpHarness) -> None:
-    p = gcp_harness.group(target=1)
-    gcp_harness.inject("stockout", "scale")
-    with pytest.raises(CapacityError) as err:
-        p.set_target_size(3)
-    assert err.value.code == "ZONE_RESOURCE_POOL_EXHAUSTED"
-    assert "2 of 2 new instances could not be created" in err.value.message
+    p, err = failed_scale_up(gcp_harness, "stockout", start=1, to=3)
+    assert err.code == "ZONE_RESOURCE_POOL_EXHAUSTED"
+    assert "2 of 2 new instances could not be created" in err.message
     gcp_harness.settle(p)
     d = p.describe()
     assert d.target_size == 1 and len(d.instances) == 1 and d.scale_up_error is None
 
 
 def test_quota_shows_as_quota_error(gcp_harness: GcpHarness) -> None:
-    p = gcp_harness.group()
-    gcp_harness.inject("quota", "scale")
-    with pytest.raises(QuotaError, match="NVIDIA_A100_GPUS"):
-        p.set_target_size(1)
+    _, err = failed_scale_up(gcp_harness, "quota", start=0, to=1)
+    assert "NVIDIA_A100_GPUS" in str(err)
 
 
 def test_describe_reports_instances_stuck_on_a_stockout(gcp_cloud: GcpCloud) -> None:
