@@ -18,7 +18,6 @@ is the one retry layer.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from dlscaler.config import PoolModel
@@ -39,6 +38,7 @@ from providers.base import (
     delete_until_gone,
     live,
     parse_provider_id,
+    with_scale_up_error,
 )
 from providers.retry import Retrier
 from providers.settings import AwsSettings, parse_settings, require
@@ -167,6 +167,20 @@ class Asg:
             permission="autoscaling:TerminateInstanceInAutoScalingGroup",
         )
 
+    def node_template(
+        self, pool: PoolModel, instance_type: str, *, labels: dict[str, str], taints: list[str]
+    ) -> NodeTemplate:
+        """The pool's template for nodes of ``instance_type`` (GPUs, vCPUs and memory as EC2
+        lists them), with the group's own ``labels`` and ``taints``."""
+        facts = self.gpu_facts(instance_type) if instance_type else {}
+        return build_template(
+            pool,
+            instance_type=instance_type,
+            extra_labels=labels,
+            extra_taints=taints,
+            **facts,
+        )
+
     def gpu_facts(self, instance_type: str) -> dict[str, Any]:
         """GPU count and model, vCPUs and memory of an EC2 instance type."""
         response = self.call(
@@ -231,10 +245,8 @@ class AutoScalingGroupProvider:
         group = self._group()
         desc = self._description(group, self._asg.instances([group]))
         if len(live(desc.instances)) < desc.target_size:
-            error = self._asg.launch_failure(self._name)
-            if error is not None:
-                error.pool, error.operation = self._pool.name, "describe"
-                return replace(desc, scale_up_error=error)
+            failure = self._asg.launch_failure(self._name)
+            return with_scale_up_error(desc, failure, pool=self._pool.name)
         return desc
 
     def set_target_size(self, size: int) -> None:
@@ -287,18 +299,12 @@ class AutoScalingGroupProvider:
     def node_template(self) -> NodeTemplate:
         if self._template is None:
             group = self._group()
-            instance_type = self._instance_type(group)
-            facts = self._asg.gpu_facts(instance_type) if instance_type else {}
             labels, taints = _tag_template(group.get("Tags", []))
             spot = _is_spot(group)
             if spot is not None:
                 labels.setdefault(CAPACITY_TYPE_LABEL, "spot" if spot else "on-demand")
-            self._template = build_template(
-                self._pool,
-                instance_type=instance_type,
-                extra_labels=labels,
-                extra_taints=taints,
-                **facts,
+            self._template = self._asg.node_template(
+                self._pool, self._instance_type(group), labels=labels, taints=taints
             )
         return self._template
 

@@ -10,7 +10,6 @@ group's ``scalingConfig``; launch failures are read from its health issues. Buil
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from dlscaler.config import PoolModel
@@ -20,12 +19,13 @@ from dlscaler.pool import (
     InvalidConfigError,
     NodeTemplate,
     NotFoundError,
+    ProviderError,
 )
 from providers.aws import Asg
 from providers.aws_errors import classify_launch_failure
-from providers.base import check_target, live
+from providers.base import check_target, live, with_scale_up_error
 from providers.retry import Retrier
-from providers.template import CAPACITY_TYPE_LABEL, build_template
+from providers.template import CAPACITY_TYPE_LABEL
 
 _EKS_TAINT_EFFECTS = {
     "NO_SCHEDULE": "NoSchedule",
@@ -94,13 +94,7 @@ class NodegroupProvider:
             instances=self._instances(ng),
         )
         if len(live(desc.instances)) < desc.target_size:
-            for issue in ng.get("health", {}).get("issues", []):
-                error = classify_launch_failure(
-                    f"{issue.get('code', '')}: {issue.get('message', '')}"
-                )
-                if error is not None:
-                    error.pool, error.operation = self._pool.name, "describe"
-                    return replace(desc, scale_up_error=error)
+            return with_scale_up_error(desc, _launch_failure(ng), pool=self._pool.name)
         return desc
 
     def set_target_size(self, size: int) -> None:
@@ -131,8 +125,6 @@ class NodegroupProvider:
         if self._template is None:
             ng = self._describe_nodegroup()
             types = ng.get("instanceTypes") or [self._pool.instance_type]
-            instance_type = str(types[0] or "")
-            facts = self._asg.gpu_facts(instance_type) if instance_type else {}
             capacity = str(ng.get("capacityType", "ON_DEMAND"))
             labels = {
                 **{str(k): str(v) for k, v in (ng.get("labels") or {}).items()},
@@ -141,14 +133,19 @@ class NodegroupProvider:
             }
             labels[CAPACITY_TYPE_LABEL] = "spot" if capacity == "SPOT" else "on-demand"
             taints = [_eks_taint(t) for t in ng.get("taints") or []]
-            self._template = build_template(
-                self._pool,
-                instance_type=instance_type,
-                extra_labels=labels,
-                extra_taints=taints,
-                **facts,
+            self._template = self._asg.node_template(
+                self._pool, str(types[0] or ""), labels=labels, taints=taints
             )
         return self._template
+
+
+def _launch_failure(nodegroup: Mapping[str, Any]) -> ProviderError | None:
+    """The stockout or quota among the node group's health issues, if there is one."""
+    for issue in nodegroup.get("health", {}).get("issues", []):
+        error = classify_launch_failure(f"{issue.get('code', '')}: {issue.get('message', '')}")
+        if error is not None:
+            return error
+    return None
 
 
 def _eks_taint(taint: Mapping[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""What every adapter shares: the guarded cloud call, bounds checks, and deleting named nodes.
+"""What every adapter shares: the guarded cloud call, bounds checks, how a failed launch is
+reported, and deleting named nodes.
 
 An adapter makes each SDK call through :class:`CloudCall`, which maps the vendor's exception
 into a :class:`~dlscaler.pool.ProviderError` exactly once and retries what is retryable.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from dlscaler.pool import (
@@ -89,6 +91,17 @@ def check_delete(desc: GroupDescription, provider_ids: Sequence[str], *, pool: s
             pool=pool,
             operation="delete_instances",
         )
+
+
+def with_scale_up_error(
+    desc: GroupDescription, error: ProviderError | None, *, pool: str
+) -> GroupDescription:
+    """``desc`` with the launch failure (stockout, quota) that keeps the group below its
+    target, found while describing it; ``desc`` as it is when there is none."""
+    if error is None:
+        return desc
+    error.pool, error.operation = pool, "describe"
+    return replace(desc, scale_up_error=error)
 
 
 def live(instances: Iterable[Instance]) -> list[Instance]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from dlscaler.config import PoolModel
@@ -43,6 +43,7 @@ from providers.base import (
     check_target,
     delete_until_gone,
     parse_provider_id,
+    with_scale_up_error,
 )
 from providers.gcp_errors import classify_instance_error, map_gcp_error
 from providers.retry import Retrier
@@ -248,11 +249,7 @@ class ManagedInstanceGroupProvider:
             instances=self._instances(managed),
         )
         failures = self._launch_failures(managed)
-        if failures:
-            error = failures[0][1]
-            error.pool, error.operation = self._pool.name, "describe"
-            return replace(desc, scale_up_error=error)
-        return desc
+        return with_scale_up_error(desc, failures[0][1] if failures else None, pool=self._pool.name)
 
     def _wait(self, operation: Any, *, permission: str) -> None:
         """Wait for a zone/region operation with the server-side ``wait`` call (it returns
