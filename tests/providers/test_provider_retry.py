@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -144,17 +145,27 @@ class Group:
         if step in ("partial", "lost"):
             raise TransientError("500 after acting")
 
+    def delete_until_gone(
+        self,
+        provider_ids: list[str],
+        *,
+        r: Retrier | None = None,
+        delete: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        """The delete loop under test, on this group (its own ``delete`` unless given)."""
+        delete_until_gone(
+            provider_ids,
+            list_instances=self.list,
+            delete=delete or self.delete,
+            retrier=r or retrier(Sleeps()),
+            pool="p",
+        )
+
 
 def test_delete_loop_finishes_a_partial_delete_without_deleting_twice() -> None:
     g = Group(5)
     g.script = ["partial", "lost"]
-    delete_until_gone(
-        ["x://g/0", "x://g/1", "x://g/2", "x://g/3"],
-        list_instances=g.list,
-        delete=g.delete,
-        retrier=retrier(Sleeps()),
-        pool="p",
-    )
+    g.delete_until_gone(["x://g/0", "x://g/1", "x://g/2", "x://g/3"])
     assert list(g.instances) == ["x://g/4"]
     # Each round asks only for what is still there.
     assert g.delete_calls == [
@@ -166,13 +177,7 @@ def test_delete_loop_finishes_a_partial_delete_without_deleting_twice() -> None:
 def test_delete_loop_rechecks_after_a_batch_refused_as_not_found() -> None:
     g = Group(3)
     g.script = ["not-found"]
-    delete_until_gone(
-        ["x://g/0", "x://g/1"],
-        list_instances=g.list,
-        delete=g.delete,
-        retrier=retrier(Sleeps()),
-        pool="p",
-    )
+    g.delete_until_gone(["x://g/0", "x://g/1"])
     assert list(g.instances) == ["x://g/2"]
     assert len(g.delete_calls) == 2
 
@@ -183,7 +188,7 @@ def test_delete_loop_gives_up_after_rounds_without_progress() -> None:
     sleeps = Sleeps()
     r = retrier(sleeps, attempts=3)
     with pytest.raises(TransientError, match="without progress"):
-        delete_until_gone(["x://g/0"], list_instances=g.list, delete=g.delete, retrier=r, pool="p")
+        g.delete_until_gone(["x://g/0"], r=r)
     assert len(g.delete_calls) == 3 and r.stats.gave_up == 1 and len(sleeps.delays) == 2
 
 
@@ -194,19 +199,11 @@ def test_delete_loop_does_not_retry_a_permission_error() -> None:
         raise PermissionDeniedError("no", permission="x.delete")
 
     with pytest.raises(PermissionDeniedError):
-        delete_until_gone(
-            ["x://g/0"], list_instances=g.list, delete=denied, retrier=retrier(Sleeps()), pool="p"
-        )
+        g.delete_until_gone(["x://g/0"], delete=denied)
 
 
 def test_delete_loop_skips_instances_already_on_their_way_out() -> None:
     g = Group(2)
     g.instances["x://g/0"] = Instance("x://g/0", InstanceState.DELETING)
-    delete_until_gone(
-        ["x://g/0", "x://g/9"],
-        list_instances=g.list,
-        delete=g.delete,
-        retrier=retrier(Sleeps()),
-        pool="p",
-    )
+    g.delete_until_gone(["x://g/0", "x://g/9"])
     assert g.delete_calls == []
