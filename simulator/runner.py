@@ -64,9 +64,12 @@ class SimOptions:
     submitted then were already running, so the nodes asked for at that instant are ready
     at once (and billed from then). Off: they boot like any other (a cold start, where
     every job of a snapshot-style trace waits one boot)."""
-    runtime_estimates: bool = True
-    """Estimate running gangs' ends with the runtime regression (every policy but
-    ``oracle``, which is given the true ends). Off: ``expected_end_s`` stays unknown."""
+    runtime_estimates: bool | None = None
+    """Estimate running gangs' ends with the runtime regression (``oracle`` is given the
+    true ends instead). ``None``: for ``predictive``, the policy that reads them (its
+    consolidation), and whenever an estimator is passed in; the others never read them, and
+    estimating costs a replay of months about half again its time. True: for every
+    policy; False: for none (``expected_end_s`` stays unknown)."""
 
 
 @dataclass(slots=True)
@@ -125,8 +128,7 @@ class Simulation:
         runtimes: RuntimeEstimates | None = None,
     ) -> None:
         """``runtimes``: the estimator of running gangs' ends (default: a fresh one with the
-        default refit schedule, unless ``options.runtime_estimates`` is off or the policy
-        is ``oracle``)."""
+        default refit schedule, when ``options.runtime_estimates`` asks for one)."""
         self.trace = trace
         self.options = options or SimOptions()
         self._warm_until_s = -math.inf
@@ -166,7 +168,10 @@ class Simulation:
         self.reasons: list[str] = []
         self.unschedulable: dict[str, str] = {}
         self.runtimes: RuntimeEstimates | None = None
-        if config.policy != "oracle" and self.options.runtime_estimates:
+        estimate = self.options.runtime_estimates
+        if estimate is None:
+            estimate = runtimes is not None or config.policy == "predictive"
+        if config.policy != "oracle" and estimate:
             self.runtimes = runtimes or RuntimeEstimates()
         self._unestimated: list[str] = []
         """Gangs started since the last decision: no expected end yet."""
@@ -395,7 +400,8 @@ class Simulation:
         )
         for job_id, (r, nodes), left in zip(ids, entries, remaining.tolist(), strict=True):
             end = now + left
-            self.running[job_id] = (replace(r, expected_end_s=end), nodes)
+            # Made directly: dataclasses.replace costs several times more, once per estimate.
+            self.running[job_id] = (RunningGang(r.gang, r.started_s, r.pool, r.nodes, end), nodes)
             heapq.heappush(self._due, (end, job_id))
 
     def _decide(self, now: float) -> None:

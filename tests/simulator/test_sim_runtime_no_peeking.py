@@ -153,3 +153,28 @@ def test_the_oracle_keeps_the_true_end() -> None:
         for job_id, started_s, expected_end_s, duration_s in running:
             assert duration_s is not None
             assert expected_end_s == started_s + duration_s, job_id
+
+
+def test_estimates_change_nothing_for_a_policy_that_does_not_read_them() -> None:
+    """So they are made by default only for ``predictive``: the others get the same run."""
+    runs = []
+    for estimate in (True, False):
+        sim = Simulation(
+            _trace(),
+            [DEFAULT_POOL],
+            PolicyConfig(policy="reactive"),
+            options=SimOptions(seed=3, runtime_estimates=estimate, keep_reasons=100_000),
+        )
+        result = sim.run()
+        assert (sim.runtimes is not None) is estimate
+        runs.append(
+            (
+                result.reasons,
+                result.timeline.provisioned_gpus,
+                [(j.start_s, j.end_s, j.pool) for j in result.jobs],
+            )
+        )
+    assert runs[0] == runs[1]
+    default = Simulation(_trace(), [DEFAULT_POOL], PolicyConfig(policy="predictive"))
+    assert default.runtimes is not None
+    assert Simulation(_trace(), [DEFAULT_POOL], PolicyConfig(policy="reactive")).runtimes is None
