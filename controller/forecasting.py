@@ -7,6 +7,12 @@ refitting models can take seconds, and the scaling loop must never wait for it. 
 uses the latest forecast there is. With no forecaster installed, no history yet, or a
 forecaster that fails, the forecast is empty and the predictive policy falls back to
 reactive (its plan says so).
+
+A forecast also carries the arrival scenarios, as the simulator's does: every DLJob and
+DLService replica is observed once as it arrives (:mod:`controller.arrivals`), and a pass's
+forecast holds the gangs that arrived in past windows as long as the lead time (the longest
+NodePool provisioning delay times ``leadTimeFactor``). Only beside a demand forecast: without
+one the policy acts reactively and reads no scenarios.
 """
 
 from __future__ import annotations
@@ -14,14 +20,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from controller.arrivals import ArrivalLog, window_s
+from controller.dljob import JobView
+from controller.dlservice import ServiceView
 from controller.state import DemandHistory
-from dlscaler.config import PolicyConfig
+from dlscaler.config import PolicyConfig, PoolModel
 from dlscaler.model import EMPTY_FORECAST, Forecast
 
 log = logging.getLogger("dlscaler.forecasting")
@@ -60,6 +70,7 @@ class Forecasting:
         """``forecaster``: anything with ``forecast(now_s, horizon_s, series=Series)``
         (default: the automatic chooser). ``background=False`` refreshes inline (tests)."""
         self.active = config.policy == "predictive"
+        self.config = config
         self.every_s = every_s
         self.clock = clock
         self.forecaster = None
@@ -79,6 +90,8 @@ class Forecasting:
         self._executor = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecast") if background else None
         )
+        self.arrivals = ArrivalLog() if self.active else None
+        """The arrivals seen (kept for the predictive policy only)."""
 
     def update(self, history: DemandHistory, now_s: float) -> None:
         """Start a refresh from ``history`` if one is due and none is running."""
@@ -112,12 +125,46 @@ class Forecasting:
         log.debug("forecast refreshed in %.2f s (%s)", time.perf_counter() - started,
                   getattr(forecast, "model", ""))  # fmt: skip
 
-    def forecast(self, now_s: float) -> Forecast:
-        del now_s
+    def forecast(self, now_s: float, pools: Sequence[PoolModel] = ()) -> Forecast:
+        """The latest demand forecast, with the arrival scenarios at ``now_s`` in windows
+        of the lead time of ``pools`` (the managed NodePools)."""
         if not self.active:
             return EMPTY_FORECAST
         with self._lock:
-            return self._latest
+            latest = self._latest
+        if (
+            self.arrivals is None
+            or not latest.quantiles
+            or self.config.predictive.arrival_quantile <= 0
+        ):
+            return latest
+        scenarios = self.arrivals.scenarios(now_s, window_s(self.config, pools))
+        return replace(latest, arrival_scenarios=scenarios) if scenarios else latest
+
+    # --- arrivals --------------------------------------------------------------------------
+
+    def observe_arrivals(
+        self, jobs: Sequence[JobView], services: Sequence[ServiceView], now_s: float
+    ) -> None:
+        """Record the DLJobs and DLService replicas that arrived since the last pass."""
+        if self.arrivals is not None:
+            self.arrivals.observe_cluster(jobs, services, now_s)
+
+    def restore_arrivals(self, text: str, now_s: float) -> None:
+        """Add the arrivals saved in the state ConfigMap (an unreadable record is skipped:
+        the scenarios then start from what the cluster still lists)."""
+        if self.arrivals is None or not text:
+            return
+        try:
+            added = self.arrivals.restore(text, now_s)
+        except ValueError as err:
+            log.warning("ignoring the saved arrivals: %s", err)
+            return
+        log.info("arrivals: %d from the state ConfigMap", added)
+
+    def arrivals_record(self, now_s: float) -> str | None:
+        """The arrivals to save (``None``: nothing kept, leave the saved key alone)."""
+        return self.arrivals.encode(now_s) if self.arrivals is not None else None
 
     def close(self) -> None:
         if self._executor is not None:

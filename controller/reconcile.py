@@ -226,6 +226,7 @@ class Reconciler:
                 step_s=self.settings.history_step_s, max_points=self.settings.history_points
             )
             self.history_loaded = True
+            self.forecasting.restore_arrivals(self.store.arrivals_text, self.clock())
             log.info(
                 "demand history: %d points from ConfigMap %s/%s",
                 len(self.history.values),
@@ -242,7 +243,7 @@ class Reconciler:
         if not force and now - self._saved_s < self.settings.persist_every_s:
             return
         try:
-            self.store.save(self.history)
+            self.store.save(self.history, arrivals=self.forecasting.arrivals_record(now))
             self._saved_s = now
         except ApiError as err:
             log.warning("could not save the demand history: %s", err)
@@ -276,7 +277,10 @@ class Reconciler:
         used = used_gpus_by_node(pods)
         idle = self.idle.update(now, nodes, used, last_finish_by_node(pods))
         self.forecasting.update(self.history, now)
-        forecast = self.forecasting.forecast(now)
+        self.forecasting.observe_arrivals(jobs, services, now)
+        forecast = self.forecasting.forecast(
+            now, [rt.model for rt in self.pools.valid() if rt.model]
+        )
         self.runtimes.observe(jobs)
         decided = plan_pass(
             now_s=now,

@@ -12,6 +12,11 @@ Each step keeps the *peak* demand seen in it (provisioning must cover peaks). A 
 no controller ran is filled with the last value before it (the best guess; the forecaster
 sees a flat stretch, not a drop to zero).
 
+A second key, ``arrivals``, keeps the gangs that arrived in the last eight days, for the
+predictive policy's arrival scenarios (:mod:`controller.arrivals` encodes it and caps it at
+700 KiB, so both keys stay below ~900 KiB). Each key is written with its own merge patch
+field: a controller that has no arrivals to keep (another policy) leaves the key alone.
+
 What the controller needs to not repeat a scale-up after a restart is not here: it is the
 provider's own target (asked of the cloud on every pass) and the NodePool status.
 """
@@ -34,6 +39,7 @@ log = logging.getLogger("dlscaler.state")
 
 CONFIGMAP = "dlscaler-state"
 KEY = "demand"
+ARRIVALS_KEY = "arrivals"
 FORMAT_VERSION = 1
 
 
@@ -127,16 +133,21 @@ class StateStore:
         self.namespace = namespace
         self.name = name
         self._resource_version = ""
+        self.arrivals_text = ""
+        """The ``arrivals`` key as the last :meth:`load` found it ('' when absent)."""
 
     @property
     def path(self) -> str:
         return core_path("configmaps", self.namespace, self.name)
 
     def load(self, *, step_s: float, max_points: int) -> DemandHistory:
+        """The demand history (the ``arrivals`` key is left in :attr:`arrivals_text`)."""
         obj = self.kube.get(self.path)
+        self.arrivals_text = ""
         if obj is None:
             return DemandHistory(step_s=step_s, max_points=max_points)
         self._resource_version = str(obj["metadata"].get("resourceVersion", ""))
+        self.arrivals_text = str((obj.get("data") or {}).get(ARRIVALS_KEY) or "")
         text = (obj.get("data") or {}).get(KEY)
         if not text:
             return DemandHistory(step_s=step_s, max_points=max_points)
@@ -151,13 +162,16 @@ class StateStore:
             )
             return DemandHistory(step_s=step_s, max_points=max_points)
 
-    def save(self, history: DemandHistory) -> None:
-        """Write the history. An existing ConfigMap gets a JSON merge patch of its one data
-        key, so what others put on it (Helm's labels and annotations, which ``helm
-        upgrade`` and ``helm uninstall`` rely on; other keys) stays. The patch carries the
-        resourceVersion last seen, which the API server checks as on a PUT: a write by
-        someone else in between is a 409, not silently overwritten."""
+    def save(self, history: DemandHistory, *, arrivals: str | None = None) -> None:
+        """Write the history (and ``arrivals``, the encoded arrivals, when given). An
+        existing ConfigMap gets a JSON merge patch of just these data keys, so what others
+        put on it (Helm's labels and annotations, which ``helm upgrade`` and ``helm
+        uninstall`` rely on; other keys) stays. The patch carries the resourceVersion last
+        seen, which the API server checks as on a PUT: a write by someone else in between
+        is a 409, not silently overwritten."""
         data = {KEY: history.encode()}
+        if arrivals is not None:
+            data[ARRIVALS_KEY] = arrivals
         try:
             if self._resource_version:
                 patch = {"metadata": {"resourceVersion": self._resource_version}, "data": data}
