@@ -163,6 +163,8 @@ class Simulation:
         self.scale_events = 0
         self.cordons = 0
         self.uncordons = 0
+        self._cordoned: set[str] = set()
+        """Nodes cordoned and not yet empty (removed as soon as they are)."""
         self.decisions = 0
         self.fallbacks = 0
         self.reasons: list[str] = []
@@ -270,10 +272,11 @@ class Simulation:
         self.pool_by_name[running.pool].release(nodes, running.gang.gpus_per_worker, now)
         self.running_gpus -= running.gang.total_gpus
         self.records[job_id].end_s = now
-        pool = self.pool_by_name[running.pool]
-        for node in {n.name: n for n in nodes}.values():
-            if node.phase is NodePhase.DRAINING and not node.used_gpus:
-                self._remove(pool, node.name, now, "cordoned, and now empty")
+        if self._cordoned:
+            pool = self.pool_by_name[running.pool]
+            for node in {n.name: n for n in nodes}.values():
+                if node.name in self._cordoned and not node.used_gpus:
+                    self._remove(pool, node.name, now, "cordoned, and now empty")
         if self.runtimes is not None:
             self.runtimes.record_finished(running.gang, running.started_s, now)
         self._capacity_epoch += 1
@@ -366,7 +369,11 @@ class Simulation:
         """The gang as a controller sees it: without its run time (made once per job)."""
         seen = self.visible.get(gang.job_id)
         if seen is None:
-            seen = self.visible[gang.job_id] = replace(gang, duration_s=None)
+            # Made directly: dataclasses.replace costs several times more, once per job.
+            g = gang
+            seen = Gang(g.job_id, g.submit_s, g.workers, g.gpus_per_worker, g.gpu_type,
+                        g.priority, g.queue, None, g.attributes)  # fmt: skip
+            self.visible[gang.job_id] = seen
         return seen
 
     def _visible_pending(self) -> list[Gang]:
@@ -445,6 +452,7 @@ class Simulation:
                     f"policy {plan.policy} asked to uncordon {back.node}: not cordoned"
                 )
             pool.uncordon(held)
+            self._cordoned.discard(held.name)
             self.uncordons += 1
             self._capacity_epoch += 1
             self._record(now, f"{back.pool}: uncordoned {back.node}: {back.reason}")
@@ -454,6 +462,7 @@ class Simulation:
             if busy is None or busy.phase is not NodePhase.READY:
                 raise RuntimeError(f"policy {plan.policy} asked to cordon {cordon.node}: not ready")
             pool.cordon(busy)
+            self._cordoned.add(busy.name)
             self.cordons += 1
             self._record(now, f"{cordon.pool}: cordoned {cordon.node}: {cordon.reason}")
             if not busy.used_gpus:
@@ -467,6 +476,7 @@ class Simulation:
             self.engine.schedule(wake, WAKE, (WAKE, None))
 
     def _remove(self, pool: SimPool, name: str, now: float, reason: str) -> None:
+        self._cordoned.discard(name)
         pool.remove(name, now)
         pool.removals += 1
         self.scale_events += 1
