@@ -259,7 +259,8 @@ class RuntimeEstimates:
         try:
             jobs = self.store.load()
         except ApiError as err:
-            log.warning("could not read the finished jobs (starting empty): %s", err)
+            if not self._forbidden(err):
+                log.warning("could not read the finished jobs (starting empty): %s", err)
             return
         self._loaded = True
         for job in jobs[-self.max_jobs :]:
@@ -278,7 +279,22 @@ class RuntimeEstimates:
             self._dirty = False
             self._saved_at = now
         except ApiError as err:
-            log.warning("could not save the finished jobs: %s", err)
+            if not self._forbidden(err):
+                log.warning("could not save the finished jobs: %s", err)
+
+    def _forbidden(self, err: ApiError) -> bool:
+        """A 403 will not go away by retrying: say once what to grant, keep the records in
+        memory only."""
+        if err.status != 403 or self.store is None:
+            return False
+        log.warning(
+            "finished jobs kept in memory only: %s (grant get and patch on ConfigMap %s/%s)",
+            err,
+            self.store.namespace,
+            self.store.name,
+        )
+        self.store = None
+        return True
 
     def close(self) -> None:
         self._maybe_save(force=True)

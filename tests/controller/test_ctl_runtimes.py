@@ -289,3 +289,25 @@ def test_features_of_a_job_without_hints_are_its_shape_framework_and_namespace()
     gang = job_features(job)
     assert dict(gang.attributes) == {"framework": "horovod", "user": "bob"}
     assert gang.workers == 3 and gang.duration_s is None
+
+
+class Forbidden(ConfigMaps):
+    """A Role that does not cover the ConfigMap: every call is refused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        self.calls += 1
+        raise ApiError(403, "configmaps is forbidden", reason="Forbidden", path=path)
+
+
+def test_a_forbidden_configmap_is_tried_once_and_the_records_stay_in_memory() -> None:
+    api = Forbidden()
+    estimates = RuntimeEstimates(store=store_in(api), background=False)
+    for i in range(3):
+        estimates.observe([parse_dljob(succeeded(f"j{i}", 600))])
+    assert api.calls == 1
+    assert estimates.store is None
+    assert len(estimates.finished) == 3
