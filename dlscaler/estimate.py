@@ -14,18 +14,54 @@ A gang starts at the earliest of two things:
   first pool (cheapest per GPU) that accepts it and can still grow, after its back-off if
   it has one; nodes booted for gangs ahead in the queue count against the pool's maxNodes.
 
-Pure: time is an argument and nothing is read from anywhere else.
+Pure: time is an argument and nothing is read from anywhere else. The cost stays low on
+large clusters: free GPUs are also kept as a count of nodes by free GPUs, so a gang that
+cannot fit is turned away without looking at each node, and a gang shape turned away at
+an instant is not tried again at that instant.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dlscaler.model import Gang, NodePhase, PoolState, RunningGang
 from dlscaler.placement import nodes_needed, place_workers
 from dlscaler.queueing import iter_ordered
+
+
+@dataclass(slots=True)
+class _Free:
+    """Free GPUs per node, and how many nodes have each number of them."""
+
+    gpus: list[int]
+    nodes_by_free: Counter[int] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.nodes_by_free.update(self.gpus)
+
+    def add(self, i: int, gpus: int) -> None:
+        self.nodes_by_free[self.gpus[i]] -= 1
+        self.gpus[i] += gpus
+        self.nodes_by_free[self.gpus[i]] += 1
+
+    def room(self, gpus_per_worker: int) -> int:
+        """Workers of that size that fit (identical workers fit best-fit exactly then)."""
+        return sum(n * (f // gpus_per_worker) for f, n in self.nodes_by_free.items() if n > 0)
+
+    def take(self, gang: Gang) -> bool:
+        """Place the gang (all workers or none); True if it fit."""
+        gpw = gang.gpus_per_worker
+        if gpw and self.room(gpw) < gang.workers:
+            return False
+        chosen = place_workers(self.gpus, gang.workers, gpw)
+        if chosen is None:
+            return False
+        for i in chosen:
+            self.add(i, -gpw)
+        return True
 
 
 @dataclass(slots=True)
@@ -75,23 +111,12 @@ class _Pool:
                 gpus = running.gang.gpus_per_worker
                 self.releases.append((running.expected_end_s, i, gpus))
 
-    def on_its_way(self) -> list[int]:
+    def on_its_way(self) -> _Free:
         """Free GPUs per node once the nodes asked for are ready (releases not counted)."""
         out = list(self.free)
         for _, i, gpus in self.arrivals:
             out[i] += gpus
-        return out
-
-    def take(self, gang: Gang, free: list[int]) -> bool:
-        """Place the gang on ``free`` (all workers or none); True if it fit."""
-        if not self.state.spec.accepts(gang):
-            return False
-        chosen = place_workers(free, gang.workers, gang.gpus_per_worker)
-        if chosen is None:
-            return False
-        for i in chosen:
-            free[i] -= gang.gpus_per_worker
-        return True
+        return _Free(out)
 
     def boot_s(self, gang: Gang, now_s: float) -> float | None:
         """When nodes booted for the gang now would be ready (counted against maxNodes), or
@@ -136,7 +161,9 @@ def estimated_starts(
     boot: dict[str, float] = {}
     planned = {name: p.on_its_way() for name, p in by_pool.items()}
     for gang in queue:
-        if any(p.take(gang, planned[name]) for name, p in by_pool.items()):
+        if any(
+            p.state.spec.accepts(gang) and planned[name].take(gang) for name, p in by_pool.items()
+        ):
             continue
         for p in by_pool.values():
             ready_s = p.boot_s(gang, now_s)
@@ -152,19 +179,27 @@ def estimated_starts(
     ]
     heapq.heapify(changes)
     instants = sorted({now_s, *boot.values(), *(max(now_s, c[0]) for c in changes)})
+    free = {name: _Free(p.free) for name, p in by_pool.items()}
+    accepting = {
+        g.job_id: [name for name, p in by_pool.items() if p.state.spec.accepts(g)] for g in queue
+    }
     left = list(queue)
     for t in instants:
         while changes and changes[0][0] <= t:
             _, name, i, gpus = heapq.heappop(changes)
-            by_pool[name].free[i] += gpus
+            free[name].add(i, gpus)
         still: list[Gang] = []
+        turned_away: set[tuple[tuple[str, ...], int, int]] = set()
         for gang in left:
             booted_s = boot.get(gang.job_id)
+            pools_ = accepting[gang.job_id]
+            shape = (tuple(pools_), gang.workers, gang.gpus_per_worker)
             if booted_s is not None and booted_s <= t:
                 out[gang.job_id] = booted_s  # its own new nodes: takes nothing from others
-            elif any(p.take(gang, p.free) for p in by_pool.values()):
+            elif shape not in turned_away and any(free[n].take(gang) for n in pools_):
                 out[gang.job_id] = t
             else:
+                turned_away.add(shape)  # free GPUs only shrink for the rest of this instant
                 still.append(gang)
         left = still
         if not left:
