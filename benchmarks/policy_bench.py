@@ -32,7 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import write_result
 
-from dlscaler.config import DEFAULT_POOL, PolicyConfig, parse_policy_config
+from dlscaler.config import (
+    DEFAULT_POOL,
+    PolicyConfig,
+    parse_policy_config,
+    policy_config_to_dict,
+)
 from dlscaler.trace import Trace, parse_trace
 from simulator.bounds import no_wait_bound
 from simulator.compare import config_for
@@ -57,14 +62,18 @@ def load(name: str) -> Trace:
         )
     path = Path(name)
     with path.open(newline="") as fh:
-        source = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-        if path.is_relative_to(ROOT.parent):
+        if path.is_relative_to(ROOT):
+            source = str(path.relative_to(ROOT))
+        elif path.is_relative_to(ROOT.parent):
             source = "../" + str(path.relative_to(ROOT.parent))
+        else:
+            source = str(path)
         return parse_trace(fh, source=source)
 
 
-def run_one(job: tuple[str, str, PolicyConfig, int]) -> dict[str, Any]:
-    trace_name, label, given, seed = job
+def run_one(job: tuple[str, str, dict[str, Any], int]) -> dict[str, Any]:
+    trace_name, label, given_dict, seed = job  # a dict: configs hold mapping proxies
+    given = parse_policy_config(given_dict, source=label)
     trace = load(trace_name)
     cfg = config_for(given.policy, given, trace, POOLS)
     source = (
@@ -124,7 +133,11 @@ def main() -> None:
     if SERVING.exists():
         traces[str(SERVING)] = defaults
 
-    jobs = [(t, label, cfg, args.seed) for t, runs in traces.items() for label, cfg in runs]
+    jobs = [
+        (t, label, policy_config_to_dict(cfg), args.seed)
+        for t, runs in traces.items()
+        for label, cfg in runs
+    ]
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         reports = list(pool.map(run_one, jobs))
     sections = []
