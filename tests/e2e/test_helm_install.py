@@ -178,7 +178,9 @@ ALLOWED = [
     ("update", "leases.coordination.k8s.io", NS, "dlscaler-leader", "renewing the Lease"),
     ("create", "leases.coordination.k8s.io", NS, "", "re-creating a deleted Lease"),
     ("get", "configmaps", NS, "dlscaler-state", "loading the demand history"),
-    ("update", "configmaps", NS, "dlscaler-state", "saving the demand history"),
+    ("patch", "configmaps", NS, "dlscaler-state", "saving the demand history"),
+    ("get", "configmaps", NS, "dlscaler-state-runtimes", "loading the finished jobs"),
+    ("patch", "configmaps", NS, "dlscaler-state-runtimes", "saving the finished jobs"),
 ]
 DENIED = [
     ("get", "secrets", "", "", "no Secret access at all"),
@@ -189,6 +191,7 @@ DENIED = [
     ("delete", "nodepools.dlscaler.io", "", "", "NodePools are the user's"),
     ("create", "dljobs.dlscaler.io", "team-a", "", "DLJobs are the user's"),
     ("update", "configmaps", NS, "dlscaler-policy", "the controller never rewrites its policy"),
+    ("update", "configmaps", NS, "dlscaler-state", "patched, never replaced (Helm's labels)"),
     ("get", "configmaps", "team-a", "", "no other ConfigMaps"),
     ("update", "leases.coordination.k8s.io", NS, "another-lease", "only its own Lease"),
     ("update", "leases.coordination.k8s.io", "kube-node-lease", "node-1", "nor node leases"),

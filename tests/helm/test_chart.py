@@ -38,6 +38,7 @@ def test_template_renders_every_controller_object(cloud: str | None) -> None:
         "ClusterRoleBinding/dlscaler",
         "ConfigMap/dlscaler-policy",
         "ConfigMap/dlscaler-state",
+        "ConfigMap/dlscaler-state-runtimes",
         "Deployment/dlscaler",
         "Lease/dlscaler-leader",
         "PodDisruptionBudget/dlscaler",

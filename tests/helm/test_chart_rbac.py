@@ -100,7 +100,7 @@ def test_kwok_nodes_switch_adds_exactly_node_create_and_delete() -> None:
     assert kwok - plain == {("", "nodes", "create"), ("", "nodes", "delete")}
 
 
-def test_namespaced_role_is_limited_to_the_lease_and_state_configmap() -> None:
+def test_namespaced_role_is_limited_to_the_lease_and_state_configmaps() -> None:
     docs = render()
     role = only(docs, "Role")
     assert role["metadata"]["namespace"] == "dlscaler-system"
@@ -109,15 +109,20 @@ def test_namespaced_role_is_limited_to_the_lease_and_state_configmap() -> None:
         for resource in rule["resources"]:
             by_resource.setdefault(resource, []).append(rule)
     assert set(by_resource) == {"leases", "configmaps"}
-    for resource, names in (("leases", ["dlscaler-leader"]), ("configmaps", ["dlscaler-state"])):
+    config_maps = ["dlscaler-state", "dlscaler-state-runtimes"]
+    for resource, names in (("leases", ["dlscaler-leader"]), ("configmaps", config_maps)):
         for rule in by_resource[resource]:
             if rule["verbs"] == ["create"]:
                 continue  # RBAC cannot limit create by name
             assert rule.get("resourceNames") == names, rule
             assert set(rule["verbs"]) <= {"get", "update", "patch"}
-    # The objects those names refer to are the chart's own.
+    # The ConfigMaps are merge-patched (Helm's labels stay), never replaced.
+    assert {v for r in by_resource["configmaps"] for v in r["verbs"]} == {"get", "patch", "create"}
+    # The objects those names refer to are the chart's own, and carry no data for Helm to
+    # reconcile: what the controller writes there survives upgrades.
     only(docs, "Lease", "dlscaler-leader")
-    only(docs, "ConfigMap", "dlscaler-state")
+    for name in config_maps:
+        assert "data" not in only(docs, "ConfigMap", name)
 
 
 def test_bindings_name_only_the_controller_service_account() -> None:

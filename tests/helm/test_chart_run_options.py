@@ -128,16 +128,21 @@ def test_the_chart_derived_options() -> None:
 
 def test_named_objects_follow_their_values(tmp_path: Path) -> None:
     """The Lease and state ConfigMap names reach the objects and the Role, not only the
-    arguments: a renamed ConfigMap the controller may not write would fail at runtime."""
+    arguments: a renamed ConfigMap the controller may not write would fail at runtime. The
+    finished-jobs ConfigMap follows the state ConfigMap's name (the controller adds
+    ``-runtimes`` to it)."""
+    from controller.runtimes import SUFFIX
+
     values = {
         "controller": {"stateConfigMapName": "ml-state"},
         "leaderElection": {"leaseName": "ml-leader"},
     }
     docs = render(*values_file(tmp_path, values))
     assert only(docs, "ConfigMap", "ml-state")
+    assert only(docs, "ConfigMap", "ml-state" + SUFFIX)
     assert only(docs, "Lease", "ml-leader")
     names = {n for rule in only(docs, "Role")["rules"] for n in rule.get("resourceNames", [])}
-    assert {"ml-state", "ml-leader"} <= names
+    assert {"ml-state", "ml-state" + SUFFIX, "ml-leader"} <= names
 
 
 def schema_node(path: str) -> Values:

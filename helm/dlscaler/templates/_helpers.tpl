@@ -76,3 +76,12 @@ app.kubernetes.io/part-of: dlscaler
 {{- printf "%s-state" (include "dlscaler.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 {{- end }}
+
+{{/*
+The finished-jobs records (controller/runtimes.py): the state ConfigMap's name plus
+"-runtimes", exactly as the controller derives it (not truncated: a ConfigMap name may be
+253 characters).
+*/}}
+{{- define "dlscaler.runtimesConfigMapName" -}}
+{{- printf "%s-runtimes" (include "dlscaler.stateConfigMapName" .) }}
+{{- end }}
