@@ -8,18 +8,27 @@ refuses (HTTP 429) while a PodDisruptionBudget forbids it; the node then stays c
 is retried next pass, up to ``max_drain_s``, after which it is uncordoned and kept.
 DaemonSet and mirror pods are left alone (they go with the node). Only an empty node is
 handed to its provider for deletion.
+
+Consolidation (the predictive policy's ``consolidateWithinSeconds``) names *busy* nodes
+instead: :func:`cordon` only makes one unschedulable and marks it
+(``dlscaler.io/consolidating-since``); nothing on it is evicted, and a drain never starts
+while its GPU work runs. Once it holds no GPU work (:func:`emptied`) it goes through the
+drain above like any idle node, the mark traded for the drain's. :func:`uncordon` puts back
+only a node that still carries the mark, so a node an administrator cordoned stays so.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from controller.clock import format_time
 from controller.dljob import PodView, parse_pod
 from controller.kube import ApiError, Kube, core_path
-from controller.names import DRAINING_ANNOTATION
+from controller.names import CONSOLIDATING_ANNOTATION, DRAINING_ANNOTATION
+from controller.snapshot import NodeView
 
 log = logging.getLogger("dlscaler.drain")
 
@@ -53,12 +62,10 @@ def start(kube: Kube, node: str, now_s: float) -> str:
     blocker = blocking_work(pods_on(kube, node))
     if blocker is not None:
         return f"pod {blocker.namespace}/{blocker.name} runs on it"
+    marks = {DRAINING_ANNOTATION: format_time(now_s), CONSOLIDATING_ANNOTATION: None}
     kube.merge_patch(
         core_path("nodes", name=node),
-        {
-            "metadata": {"annotations": {DRAINING_ANNOTATION: format_time(now_s)}},
-            "spec": {"unschedulable": True},
-        },
+        {"metadata": {"annotations": marks}, "spec": {"unschedulable": True}},
     )
     return ""
 
@@ -112,3 +119,74 @@ def evict(kube: Kube, pod: PodView) -> None:
             "metadata": {"name": pod.name, "namespace": pod.namespace},
         },
     )
+
+
+# --- consolidation -----------------------------------------------------------------------
+
+
+def cordon(kube: Kube, node: str, now_s: float) -> None:
+    """Take a busy node out of service for consolidation: no new pods, nothing evicted."""
+    kube.merge_patch(
+        core_path("nodes", name=node),
+        {
+            "metadata": {"annotations": {CONSOLIDATING_ANNOTATION: format_time(now_s)}},
+            "spec": {"unschedulable": True},
+        },
+    )
+
+
+def uncordon(kube: Kube, node: str) -> bool:
+    """Put a node consolidation cordoned back in service; False, and the node untouched, when
+    it no longer carries the mark (someone else's cordon, or its removal has begun).
+
+    One JSON patch: removing an absent annotation fails (422), and the whole patch with it,
+    so the check and the uncordon cannot be split by another writer."""
+    mark = "/metadata/annotations/" + CONSOLIDATING_ANNOTATION.replace("~", "~0").replace("/", "~1")
+    ops: list[dict[str, Any]] = [
+        {"op": "remove", "path": mark},
+        # ``add`` sets the field whether or not it is there (``false`` is stored as absent).
+        {"op": "add", "path": "/spec/unschedulable", "value": False},
+    ]
+    try:
+        kube.json_patch(core_path("nodes", name=node), ops)
+    except ApiError as err:
+        if err.status == 422 or err.not_found:
+            return False
+        raise
+    return True
+
+
+def forget(kube: Kube, node: str) -> None:
+    """Drop the mark from a node someone put back in service: were it cordoned again later,
+    it would not be the controller's to uncordon."""
+    kube.merge_patch(
+        core_path("nodes", name=node),
+        {"metadata": {"annotations": {CONSOLIDATING_ANNOTATION: None}}},
+    )
+
+
+def emptied(nodes: Iterable[NodeView], used_gpus: Mapping[str, int]) -> list[NodeView]:
+    """Nodes consolidation cordoned that hold no GPU work any more: to be removed."""
+    return [n for n in nodes if n.consolidating and not used_gpus.get(n.name, 0)]
+
+
+def stale_marks(nodes: Iterable[NodeView]) -> list[NodeView]:
+    """Nodes still marked as cordoned for consolidation that someone uncordoned."""
+    return [
+        n
+        for n in nodes
+        if n.consolidating_since_s is not None
+        and not n.cordoned
+        and n.draining_since_s is None
+        and not n.deleting
+    ]
+
+
+def awaiting_workers(pods: Iterable[PodView], admitted: Collection[str] = ()) -> set[str]:
+    """Nodes a worker is placed on but not yet bound to (its pod pending, or yet to be
+    created), plus ``admitted`` (nodes of this pass's admissions and growths). Such a node
+    must not be cordoned: the scheduler places no pod on an unschedulable node, and the
+    worker is pinned to it."""
+    out = set(admitted)
+    out.update(p.holds_node for p in pods if p.holds_node and not p.node_name)
+    return out

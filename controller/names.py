@@ -31,6 +31,9 @@ ASSIGNED_NODE_ANNOTATION = "dlscaler.io/assigned-node"
 ASSIGNED_POOL_ANNOTATION = "dlscaler.io/assigned-pool"
 DRAINING_ANNOTATION = "dlscaler.io/draining-since"
 """On a Node the controller is draining for removal: when it started (RFC 3339)."""
+CONSOLIDATING_ANNOTATION = "dlscaler.io/consolidating-since"
+"""On a Node consolidation cordoned (busy, it takes no new work and is removed once empty):
+when (RFC 3339). Only a node carrying it is ever uncordoned by the controller."""
 GPU_TYPE_LABEL = "dlscaler.io/gpu-type"
 """On a Node: the GPU type it carries (NodePool ``gpuType``)."""
 
@@ -43,6 +46,7 @@ __all__ = [
     "ASSIGNED_POOL_ANNOTATION",
     "ATTEMPT_LABEL",
     "COMPONENT",
+    "CONSOLIDATING_ANNOTATION",
     "DLJOBS",
     "DLSERVICES",
     "DRAINING_ANNOTATION",

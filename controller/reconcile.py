@@ -9,8 +9,9 @@ A pass (run in a worker thread, never on the event loop):
    gangs that fit on ready nodes (:mod:`controller.admission`, the simulator's rule), and
    calls ``dlscaler.policy.decide`` with the rest, exactly as the simulator does;
 4. applies the plan: scale-ups through the providers (threads, bounded waits: one failing
-   or hanging pool never holds up another), drains and removals of the named nodes, job
-   pods, statuses, conditions and Events saying why;
+   or hanging pool never holds up another), drains and removals of the named nodes,
+   consolidation's cordons and uncordons, job pods, statuses, conditions and Events saying
+   why;
 5. records the demand for the forecaster and the metrics.
 
 Every pass starts from what the cluster and the clouds say *now*, so a restarted
@@ -23,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field, replace
@@ -59,7 +60,7 @@ from controller.snapshot import ClusterView, NodeView, parse_node, used_gpus_by_
 from controller.state import DemandHistory, StateStore
 from dlscaler.estimate import estimated_starts
 from dlscaler.model import PoolSpec, PoolState, RunningGang
-from dlscaler.plan import Plan
+from dlscaler.plan import NodeCordon, Plan
 
 log = logging.getLogger("dlscaler.reconcile")
 
@@ -323,6 +324,10 @@ class Reconciler:
         calls = self._repair_stuck(view)
         calls += self._scale_up(plan, view)
         writes += self._remove(plan, view, now)
+        awaiting = drain.awaiting_workers(
+            pods, [n for a in admissions for n in a.nodes] + list(elastic.grown_nodes)
+        )
+        writes += self._consolidate(plan, nodes, view, now, awaiting)
         calls += self._continue_drains(nodes, view, now)
         writes += self._apply_services(services, objs.deployments, [p.spec for p in decided.pools])
         wait_futures(writes)
@@ -655,6 +660,76 @@ class Reconciler:
                 )
 
             futures.append(self.io.submit(start))
+        return futures
+
+    def _consolidate(
+        self,
+        plan: Plan,
+        nodes: Sequence[NodeView],
+        view: ClusterView,
+        now: float,
+        awaiting: Collection[str],
+    ) -> list[Future[Any]]:
+        """Consolidation (:mod:`controller.drain`): the plan's cordons and uncordons, and the
+        cordoned nodes now empty handed to the drain that removes idle nodes. ``awaiting``:
+        nodes with a worker not yet bound, not cordoned yet (the scheduler would refuse it)."""
+        futures: list[Future[Any]] = []
+
+        def submit(pool: str, act: Callable[[], tuple[str, str] | None]) -> None:
+            rt = self.pools.pools.get(pool)
+            if rt is None:
+                return
+
+            def run(obj: Any = rt.obj) -> None:
+                try:
+                    done = act()
+                except ApiError as err:
+                    log.warning("consolidation in pool %s: %s", pool, err)
+                    return
+                if done is not None:
+                    self.events.record(obj, NORMAL, *done)
+
+            futures.append(self.io.submit(run))
+
+        for back in plan.uncordons:
+
+            def put_back(back: NodeCordon = back) -> tuple[str, str] | None:
+                if not drain.uncordon(self.kube, back.node):
+                    log.info("not uncordoning %s: not cordoned for consolidation", back.node)
+                    return None
+                return "Uncordoned", f"{back.node} back in service: {back.reason}"
+
+            submit(back.pool, put_back)
+        for c in plan.cordons:
+            if c.node in awaiting:
+                log.info("not cordoning %s yet: a worker placed there is not bound", c.node)
+                continue
+
+            def take_out(c: NodeCordon = c) -> tuple[str, str] | None:
+                drain.cordon(self.kube, c.node, now)
+                return (
+                    "Cordoned",
+                    f"cordoned {c.node} (nothing evicted; removed once empty): {c.reason}",
+                )
+
+            submit(c.pool, take_out)
+        for node in drain.emptied(nodes, view.used_gpus):
+
+            def remove(name: str = node.name) -> tuple[str, str] | None:
+                why_not = drain.start(self.kube, name, now)
+                if why_not:
+                    log.info("not removing %s yet: %s", name, why_not)
+                    return None
+                return "ScaleDown", f"draining {name}: cordoned to consolidate, and now empty"
+
+            submit(view.node_pool.get(node.name, ""), remove)
+        for node in drain.stale_marks(nodes):
+
+            def forget(name: str = node.name) -> tuple[str, str] | None:
+                drain.forget(self.kube, name)  # someone put it back in service
+                return None
+
+            submit(view.node_pool.get(node.name, ""), forget)
         return futures
 
     def _continue_drains(

@@ -6,14 +6,18 @@ cloud returned them), frozen ``dlscaler.model`` types come out. The rules:
 * A node belongs to the pool whose provider lists its ``spec.providerID``, else to the pool
   named by its ``dlscaler.io/pool`` label.
 * It is READY once it is Ready, schedulable, and its ``nvidia.com/gpu`` is allocatable;
-  DRAINING while the controller drains it (or anyone cordoned or deletes it); otherwise
-  IN_FLIGHT. Instances the provider lists without a Node yet are IN_FLIGHT too, and a
-  target above everything listed counts as in flight (``PoolState.target_nodes``): nodes
-  asked for always count as capacity, so a loop never asks twice for the same gang.
+  DRAINING while the controller drains it or consolidation cordoned it (or anyone cordoned
+  or deletes it); otherwise IN_FLIGHT. Instances the provider lists without a Node yet are
+  IN_FLIGHT too, and a target above everything listed counts as in flight
+  (``PoolState.target_nodes``): nodes asked for always count as capacity, so a loop never
+  asks twice for the same gang.
 * A node in flight longer than the maximum provisioning time is *stuck*: it no longer
   counts as capacity (the pool is backed off and the gang goes to the next pool).
 * GPUs in use: every active pod bound to the node, plus our admitted workers not yet bound
-  (they are pinned to the node admission reserved for them).
+  (they are pinned to the node admission reserved for them). A DRAINING node shows its
+  GPUs in use only when consolidation cordoned it: the policy takes a draining node with
+  work for one it may put back in service, and a node someone else cordoned (or one being
+  removed) is not the controller's to put back.
 """
 
 from __future__ import annotations
@@ -24,7 +28,12 @@ from typing import Any
 
 from controller.clock import parse_time
 from controller.dljob import PodView
-from controller.names import DRAINING_ANNOTATION, GPU_RESOURCE, POOL_LABEL
+from controller.names import (
+    CONSOLIDATING_ANNOTATION,
+    DRAINING_ANNOTATION,
+    GPU_RESOURCE,
+    POOL_LABEL,
+)
 from dlscaler.config import PoolModel
 from dlscaler.model import NodePhase, NodeState, PoolState
 from dlscaler.pool import GroupDescription, InstanceState
@@ -52,10 +61,24 @@ class NodeView:
     draining_since_s: float | None
     cordoned: bool
     deleting: bool
+    consolidating_since_s: float | None = None
+    """When consolidation cordoned it (``dlscaler.io/consolidating-since``)."""
 
     @property
     def draining(self) -> bool:
         return self.draining_since_s is not None or self.cordoned or self.deleting
+
+    @property
+    def consolidating(self) -> bool:
+        """Cordoned by consolidation and not (yet) being removed: it still carries the
+        controller's mark and is still cordoned, so it is the controller's to put back in
+        service or, once empty, to remove."""
+        return (
+            self.consolidating_since_s is not None
+            and self.cordoned
+            and self.draining_since_s is None
+            and not self.deleting
+        )
 
 
 def parse_node(obj: Mapping[str, Any]) -> NodeView:
@@ -72,6 +95,9 @@ def parse_node(obj: Mapping[str, Any]) -> NodeView:
     draining = parse_time(annotations.get(DRAINING_ANNOTATION))
     if DRAINING_ANNOTATION in annotations and draining is None:
         draining = 0.0  # unreadable stamp: still ours to drain
+    consolidating = parse_time(annotations.get(CONSOLIDATING_ANNOTATION))
+    if CONSOLIDATING_ANNOTATION in annotations and consolidating is None:
+        consolidating = 0.0  # unreadable stamp: still ours
     return NodeView(
         name=str(meta.get("name", "")),
         provider_id=str(spec.get("providerID") or ""),
@@ -85,6 +111,7 @@ def parse_node(obj: Mapping[str, Any]) -> NodeView:
         draining_since_s=draining,
         cordoned=cordoned,
         deleting=bool(meta.get("deletionTimestamp")),
+        consolidating_since_s=consolidating,
     )
 
 
@@ -223,6 +250,8 @@ def _pool_state(
         else:
             phase = NodePhase.IN_FLIGHT
         in_use = used.get(node.name, 0)
+        if phase is NodePhase.DRAINING and (going or not node.consolidating):
+            in_use = 0  # not one to put back in service (see the module's docstring)
         states.append(
             NodeState(
                 name=node.name,
