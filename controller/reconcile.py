@@ -675,29 +675,27 @@ class Reconciler:
         nodes with a worker not yet bound, not cordoned yet (the scheduler would refuse it)."""
         futures: list[Future[Any]] = []
 
-        def submit(pool: str, act: Callable[[], tuple[str, str] | None]) -> None:
+        def submit(pool: str, act: Callable[[Any], None]) -> None:
             rt = self.pools.pools.get(pool)
             if rt is None:
                 return
 
             def run(obj: Any = rt.obj) -> None:
                 try:
-                    done = act()
+                    act(obj)
                 except ApiError as err:
                     log.warning("consolidation in pool %s: %s", pool, err)
-                    return
-                if done is not None:
-                    self.events.record(obj, NORMAL, *done)
 
             futures.append(self.io.submit(run))
 
         for back in plan.uncordons:
 
-            def put_back(back: NodeCordon = back) -> tuple[str, str] | None:
+            def put_back(obj: Any, back: NodeCordon = back) -> None:
                 if not drain.uncordon(self.kube, back.node):
                     log.info("not uncordoning %s: not cordoned for consolidation", back.node)
-                    return None
-                return "Uncordoned", f"{back.node} back in service: {back.reason}"
+                    return
+                message = f"{back.node} back in service: {back.reason}"
+                self.events.record(obj, NORMAL, "Uncordoned", message)
 
             submit(back.pool, put_back)
         for c in plan.cordons:
@@ -705,29 +703,28 @@ class Reconciler:
                 log.info("not cordoning %s yet: a worker placed there is not bound", c.node)
                 continue
 
-            def take_out(c: NodeCordon = c) -> tuple[str, str] | None:
+            def take_out(obj: Any, c: NodeCordon = c) -> None:
                 drain.cordon(self.kube, c.node, now)
-                return (
-                    "Cordoned",
-                    f"cordoned {c.node} (nothing evicted; removed once empty): {c.reason}",
-                )
+                message = f"cordoned {c.node} (nothing evicted; removed once empty): {c.reason}"
+                self.events.record(obj, NORMAL, "Cordoned", message)
 
             submit(c.pool, take_out)
         for node in drain.emptied(nodes, view.used_gpus):
 
-            def remove(name: str = node.name) -> tuple[str, str] | None:
+            def remove(obj: Any, name: str = node.name) -> None:
                 why_not = drain.start(self.kube, name, now)
                 if why_not:
                     log.info("not removing %s yet: %s", name, why_not)
-                    return None
-                return "ScaleDown", f"draining {name}: cordoned to consolidate, and now empty"
+                    return
+                message = f"draining {name}: cordoned to consolidate, and now empty"
+                self.events.record(obj, NORMAL, "ScaleDown", message)
 
             submit(view.node_pool.get(node.name, ""), remove)
         for node in drain.stale_marks(nodes):
 
-            def forget(name: str = node.name) -> tuple[str, str] | None:
+            def forget(obj: Any, name: str = node.name) -> None:
+                del obj
                 drain.forget(self.kube, name)  # someone put it back in service
-                return None
 
             submit(view.node_pool.get(node.name, ""), forget)
         return futures
