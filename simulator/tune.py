@@ -136,9 +136,24 @@ def run_study(
     if done == 0:
         # The defaults first: the front always contains a point to compare against.
         study.enqueue_trial(_params_of(base), skip_if_exists=True)
+        if base.policy == "predictive":
+            # A second start point at the cheap end: no room kept for arrivals. The space
+            # is wide, so random first trials rarely land near either.
+            cheap = replace(base.predictive, arrival_quantile=0.0, arrival_budget=0.0)
+            study.enqueue_trial(_params_of(replace(base, predictive=cheap)), skip_if_exists=True)
+    _WORK.update(trace=trace, pools=list(pools), base=base, sim_seed=seed)
+    waiting = [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
+    first = min(len(waiting), max(0, trials - done))
+    if first:
+        # Enqueued trials run here, one at a time: worker processes taking waiting trials
+        # from one SQLite file at once can both take the same one ("Cannot tell a
+        # COMPLETE trial").
+        _worker(storage, study_name, first, seed)
+        done += first
+        if on_progress:
+            on_progress(done, trials)
     remaining = max(0, trials - done)
     if remaining:
-        _WORK.update(trace=trace, pools=list(pools), base=base, sim_seed=seed)
         workers = max(1, min(workers, remaining))
         shares = [
             remaining // workers + (1 if i < remaining % workers else 0) for i in range(workers)
@@ -157,7 +172,7 @@ def run_study(
                     finished += fut.result()
                     if on_progress:
                         on_progress(done + finished, trials)
-        _WORK.clear()
+    _WORK.clear()
     study = optuna.load_study(study_name=study_name, storage=_storage(storage))
     front = [_result(t, base) for t in study.best_trials]
     front.sort(key=lambda r: (r.cost_usd, r.wait_p95_s))
