@@ -34,8 +34,9 @@ from types import MappingProxyType
 from typing import Any
 
 from controller.clock import parse_time
+from controller.configmap_store import ConfigMapStore
 from controller.dljob import SUCCEEDED, JobView
-from controller.kube import ApiError, Kube, core_path
+from controller.kube import ApiError, Kube
 from dlscaler.model import Gang, RunningGang
 from predictors.runtime import RuntimeRegressor
 
@@ -135,21 +136,22 @@ class FinishedJobStore:
     """Reads and writes the finished-jobs ConfigMap (leader only)."""
 
     def __init__(self, kube: Kube, namespace: str, name: str) -> None:
-        self.kube = kube
-        self.namespace = namespace
-        self.name = name
-        self._resource_version = ""
+        self.configmap = ConfigMapStore(kube, namespace, name)
+
+    @property
+    def namespace(self) -> str:
+        return self.configmap.namespace
+
+    @property
+    def name(self) -> str:
+        return self.configmap.name
 
     @property
     def path(self) -> str:
-        return core_path("configmaps", self.namespace, self.name)
+        return self.configmap.path
 
     def load(self) -> list[FinishedJob]:
-        obj = self.kube.get(self.path)
-        if obj is None:
-            return []
-        self._resource_version = str(obj["metadata"].get("resourceVersion", ""))
-        text = (obj.get("data") or {}).get(KEY)
+        text = self.configmap.load().get(KEY)
         if not text:
             return []
         try:
@@ -164,34 +166,10 @@ class FinishedJobStore:
             return []
 
     def save(self, jobs: Sequence[FinishedJob]) -> None:
-        """Write the records, as :class:`controller.state.StateStore` writes its history: a
-        JSON merge patch of the one data key carrying the resourceVersion last seen (a write
-        by someone else in between is a 409), or a create the first time."""
-        data = {KEY: encode(jobs)}
-        try:
-            if self._resource_version:
-                patch = {"metadata": {"resourceVersion": self._resource_version}, "data": data}
-                obj = self.kube.merge_patch(self.path, patch)
-            else:
-                body: dict[str, Any] = {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "metadata": {
-                        "name": self.name,
-                        "namespace": self.namespace,
-                        "labels": {"app.kubernetes.io/part-of": "dlscaler"},
-                    },
-                    "data": data,
-                }
-                obj = self.kube.create(core_path("configmaps", self.namespace), body)
-        except ApiError as err:
-            if not (err.conflict or err.not_found):
-                raise
-            # Someone else wrote it (or it was deleted): take theirs as the base next time.
-            current = self.kube.get(self.path)
-            self._resource_version = str(current["metadata"]["resourceVersion"]) if current else ""
-            raise
-        self._resource_version = str(obj["metadata"].get("resourceVersion", ""))
+        """Write the records, as :class:`controller.state.StateStore` writes its history
+        (:class:`controller.configmap_store.ConfigMapStore`: a 409 when someone else wrote
+        in between)."""
+        self.configmap.save({KEY: encode(jobs)})
 
 
 class RuntimeEstimates:

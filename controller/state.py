@@ -31,9 +31,9 @@ import math
 import sys
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
 
-from controller.kube import ApiError, Kube, core_path
+from controller.configmap_store import ConfigMapStore
+from controller.kube import Kube
 
 log = logging.getLogger("dlscaler.state")
 
@@ -129,26 +129,27 @@ class StateStore:
     """Reads and writes the history ConfigMap (leader only)."""
 
     def __init__(self, kube: Kube, namespace: str, name: str = CONFIGMAP) -> None:
-        self.kube = kube
-        self.namespace = namespace
-        self.name = name
-        self._resource_version = ""
+        self.configmap = ConfigMapStore(kube, namespace, name)
         self.arrivals_text = ""
         """The ``arrivals`` key as the last :meth:`load` found it ('' when absent)."""
 
     @property
+    def namespace(self) -> str:
+        return self.configmap.namespace
+
+    @property
+    def name(self) -> str:
+        return self.configmap.name
+
+    @property
     def path(self) -> str:
-        return core_path("configmaps", self.namespace, self.name)
+        return self.configmap.path
 
     def load(self, *, step_s: float, max_points: int) -> DemandHistory:
         """The demand history (the ``arrivals`` key is left in :attr:`arrivals_text`)."""
-        obj = self.kube.get(self.path)
-        self.arrivals_text = ""
-        if obj is None:
-            return DemandHistory(step_s=step_s, max_points=max_points)
-        self._resource_version = str(obj["metadata"].get("resourceVersion", ""))
-        self.arrivals_text = str((obj.get("data") or {}).get(ARRIVALS_KEY) or "")
-        text = (obj.get("data") or {}).get(KEY)
+        data = self.configmap.load()
+        self.arrivals_text = data.get(ARRIVALS_KEY, "")
+        text = data.get(KEY)
         if not text:
             return DemandHistory(step_s=step_s, max_points=max_points)
         try:
@@ -163,36 +164,10 @@ class StateStore:
             return DemandHistory(step_s=step_s, max_points=max_points)
 
     def save(self, history: DemandHistory, *, arrivals: str | None = None) -> None:
-        """Write the history (and ``arrivals``, the encoded arrivals, when given). An
-        existing ConfigMap gets a JSON merge patch of just these data keys, so what others
-        put on it (Helm's labels and annotations, which ``helm upgrade`` and ``helm
-        uninstall`` rely on; other keys) stays. The patch carries the resourceVersion last
-        seen, which the API server checks as on a PUT: a write by someone else in between
-        is a 409, not silently overwritten."""
+        """Write the history (and ``arrivals``, the encoded arrivals, when given), each key
+        in the same merge patch; a write by someone else since the last read or write is a
+        409 (:class:`controller.configmap_store.ConfigMapStore`)."""
         data = {KEY: history.encode()}
         if arrivals is not None:
             data[ARRIVALS_KEY] = arrivals
-        try:
-            if self._resource_version:
-                patch = {"metadata": {"resourceVersion": self._resource_version}, "data": data}
-                obj = self.kube.merge_patch(self.path, patch)
-            else:
-                body: dict[str, Any] = {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "metadata": {
-                        "name": self.name,
-                        "namespace": self.namespace,
-                        "labels": {"app.kubernetes.io/part-of": "dlscaler"},
-                    },
-                    "data": data,
-                }
-                obj = self.kube.create(core_path("configmaps", self.namespace), body)
-        except ApiError as err:
-            if not (err.conflict or err.not_found):
-                raise
-            # Someone else wrote it (or it was deleted): take theirs as the base next time.
-            current = self.kube.get(self.path)
-            self._resource_version = str(current["metadata"]["resourceVersion"]) if current else ""
-            raise
-        self._resource_version = str(obj["metadata"].get("resourceVersion", ""))
+        self.configmap.save(data)

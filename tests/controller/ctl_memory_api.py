@@ -4,9 +4,10 @@ evictions), kept as the API server keeps them.
 
 What it copies from the real one, because the controller relies on it: a create of an
 existing name is a 409; a patch of a missing object is a 404; a merge patch is RFC 7386
-(``null`` deletes) and a ``/status`` patch changes only the status; a JSON patch is applied
-whole or not at all, and one whose ``remove`` or ``test`` does not apply is a 422 (as
-kube-apiserver answers); ``spec.unschedulable: false`` is stored as absent (omitempty).
+(``null`` deletes), one carrying a resourceVersion that is no longer current is a 409, and
+a ``/status`` patch changes only the status; a JSON patch is applied whole or not at all,
+and one whose ``remove`` or ``test`` does not apply is a 422 (as kube-apiserver answers);
+``spec.unschedulable: false`` is stored as absent (omitempty).
 """
 
 from __future__ import annotations
@@ -199,6 +200,9 @@ class MemoryApi:
         obj = self.peek(path)
         if obj is None:
             raise ApiError(404, "not found", reason="NotFound", path=path)
+        seen = (patch.get("metadata") or {}).get("resourceVersion")
+        if seen is not None and seen != obj["metadata"]["resourceVersion"]:
+            raise ApiError(409, "the object has been modified", reason="Conflict", path=path)
         obj = copy.deepcopy(obj)
         if _split(path)[4] == "status":
             merge(obj.setdefault("status", {}), patch.get("status") or {})
