@@ -66,3 +66,22 @@ class ConfigMapStore:
             self._resource_version = str(current["metadata"]["resourceVersion"]) if current else ""
             raise
         self._resource_version = str(obj["metadata"].get("resourceVersion", ""))
+
+
+class ConfigMapBacked:
+    """Base of a store kept in one ConfigMap: where it is, for messages and callers."""
+
+    def __init__(self, kube: Kube, namespace: str, name: str) -> None:
+        self.configmap = ConfigMapStore(kube, namespace, name)
+
+    @property
+    def namespace(self) -> str:
+        return self.configmap.namespace
+
+    @property
+    def name(self) -> str:
+        return self.configmap.name
+
+    @property
+    def path(self) -> str:
+        return self.configmap.path

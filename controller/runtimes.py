@@ -34,9 +34,9 @@ from types import MappingProxyType
 from typing import Any
 
 from controller.clock import parse_time
-from controller.configmap_store import ConfigMapStore
+from controller.configmap_store import ConfigMapBacked
 from controller.dljob import SUCCEEDED, JobView
-from controller.kube import ApiError, Kube
+from controller.kube import ApiError
 from dlscaler.model import Gang, RunningGang
 from predictors.runtime import RuntimeRegressor
 
@@ -132,23 +132,8 @@ def decode(text: str) -> list[FinishedJob]:
     return [FinishedJob.from_json(r) for r in rows]
 
 
-class FinishedJobStore:
+class FinishedJobStore(ConfigMapBacked):
     """Reads and writes the finished-jobs ConfigMap (leader only)."""
-
-    def __init__(self, kube: Kube, namespace: str, name: str) -> None:
-        self.configmap = ConfigMapStore(kube, namespace, name)
-
-    @property
-    def namespace(self) -> str:
-        return self.configmap.namespace
-
-    @property
-    def name(self) -> str:
-        return self.configmap.name
-
-    @property
-    def path(self) -> str:
-        return self.configmap.path
 
     def load(self) -> list[FinishedJob]:
         text = self.configmap.load().get(KEY)

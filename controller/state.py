@@ -32,7 +32,7 @@ import sys
 import zlib
 from dataclasses import dataclass, field
 
-from controller.configmap_store import ConfigMapStore
+from controller.configmap_store import ConfigMapBacked
 from controller.kube import Kube
 
 log = logging.getLogger("dlscaler.state")
@@ -125,25 +125,13 @@ class DemandHistory:
         return out
 
 
-class StateStore:
+class StateStore(ConfigMapBacked):
     """Reads and writes the history ConfigMap (leader only)."""
 
     def __init__(self, kube: Kube, namespace: str, name: str = CONFIGMAP) -> None:
-        self.configmap = ConfigMapStore(kube, namespace, name)
+        super().__init__(kube, namespace, name)
         self.arrivals_text = ""
         """The ``arrivals`` key as the last :meth:`load` found it ('' when absent)."""
-
-    @property
-    def namespace(self) -> str:
-        return self.configmap.namespace
-
-    @property
-    def name(self) -> str:
-        return self.configmap.name
-
-    @property
-    def path(self) -> str:
-        return self.configmap.path
 
     def load(self, *, step_s: float, max_points: int) -> DemandHistory:
         """The demand history (the ``arrivals`` key is left in :attr:`arrivals_text`)."""
