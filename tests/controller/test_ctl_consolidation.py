@@ -116,6 +116,12 @@ class World:
             pod(f"{name}-worker-0", node=node_name, job_uid=job["metadata"]["uid"], index=0),
         )
 
+    def short_and_long(self, short: str, long: str) -> None:
+        """Jobs of queue ``quick`` on ``short`` and of ``slow`` on ``long``, both running for
+        five minutes."""
+        self.add_job("short", "quick", short, T0 - 300)
+        self.add_job("long", "slow", long, T0 - 300)
+
     def finish(self, pod_name: str) -> None:
         obj = self.api.peek(core_path("pods", NS, pod_name))
         assert obj is not None
@@ -190,8 +196,7 @@ def test_a_node_whose_job_ends_soon_is_cordoned_emptied_and_removed_while_the_ot
 ) -> None:
     w = world(2)
     short, long = w.nodes
-    w.add_job("short", "quick", short, T0 - 300)
-    w.add_job("long", "slow", long, T0 - 300)
+    w.short_and_long(short, long)
 
     result = w.run()
     assert [(c.pool, c.node) for c in result.plan.cordons] == [(POOL, short)]
@@ -226,8 +231,7 @@ def test_returning_demand_puts_back_the_consolidation_cordon_and_never_an_admini
 ) -> None:
     w = world(3)
     admin, ours, busy = w.nodes
-    w.add_job("short", "quick", ours, T0 - 300)
-    w.add_job("long", "slow", busy, T0 - 300)
+    w.short_and_long(ours, busy)
     # Someone else's GPU pod on a node an administrator cordoned.
     w.api.put(core_path("pods", "team"), pod("theirs", node=admin, namespace="team"))
     w.node(admin)["spec"]["unschedulable"] = True
@@ -250,8 +254,7 @@ def test_a_node_is_not_cordoned_while_a_worker_placed_there_waits_to_be_bound(
 ) -> None:
     w = world(2)
     short, long = w.nodes
-    w.add_job("short", "quick", short, T0 - 300)
-    w.add_job("long", "slow", long, T0 - 300)
+    w.short_and_long(short, long)
     pending = w.api.peek(core_path("pods", NS, "short-worker-0"))
     assert pending is not None
     pending["spec"]["nodeName"] = ""
@@ -274,8 +277,7 @@ def test_a_mark_left_on_a_node_someone_uncordoned_is_dropped(
 ) -> None:
     w = world(2)
     short, long = w.nodes
-    w.add_job("short", "quick", short, T0 - 300)
-    w.add_job("long", "slow", long, T0 - 300)
+    w.short_and_long(short, long)
     w.run()
     assert w.marked(short)
     w.node(short)["spec"]["unschedulable"] = False  # `kubectl uncordon`
