@@ -5,12 +5,12 @@ state ConfigMap within a cap."""
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 from typing import Any, cast
 
 import pytest
+from ctl_memory_api import MemoryApi
 from ctl_objects import T0, dljob
 
 from controller.arrivals import (
@@ -26,7 +26,7 @@ from controller.clock import format_time
 from controller.dljob import parse_dljob
 from controller.dlservice import SERVING_QUEUE, parse_dlservice
 from controller.forecasting import Forecasting
-from controller.kube import ApiError, Kube
+from controller.kube import Kube
 from controller.state import ARRIVALS_KEY, KEY, DemandHistory, StateStore
 from dlscaler.config import PolicyConfig, PoolModel, parse_policy_config
 from dlscaler.model import Gang
@@ -287,41 +287,7 @@ def test_the_window_follows_the_nodepools_lead_time() -> None:
 # --- persistence ---------------------------------------------------------------------------
 
 
-class ConfigMaps:
-    """The ConfigMap calls a store makes, kept as the API server keeps them: create refuses
-    an existing name, a merge patch merges ``data`` key by key and refuses a stale
-    resourceVersion, every write bumps the resourceVersion."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, dict[str, Any]] = {}
-        self.version = 0
-
-    def _bump(self, obj: dict[str, Any]) -> dict[str, Any]:
-        self.version += 1
-        obj["metadata"]["resourceVersion"] = str(self.version)
-        return copy.deepcopy(obj)
-
-    def get(self, path: str) -> dict[str, Any] | None:
-        obj = self.objects.get(path)
-        return copy.deepcopy(obj) if obj is not None else None
-
-    def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        name = f"{path}/{body['metadata']['name']}"
-        if name in self.objects:
-            raise ApiError(409, "already exists", reason="AlreadyExists", path=path)
-        self.objects[name] = copy.deepcopy(body)
-        return self._bump(self.objects[name])
-
-    def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
-        obj = self.objects[path]
-        seen = patch.get("metadata", {}).get("resourceVersion")
-        if seen is not None and seen != obj["metadata"]["resourceVersion"]:
-            raise ApiError(409, "the object has been modified", reason="Conflict", path=path)
-        obj.setdefault("data", {}).update(patch.get("data", {}))
-        return self._bump(obj)
-
-
-def store_in(api: ConfigMaps) -> StateStore:
+def store_in(api: MemoryApi) -> StateStore:
     return StateStore(cast(Kube, api), "dlscaler-system")
 
 
@@ -338,11 +304,12 @@ def test_saved_arrivals_survive_a_restart_and_listed_objects_are_not_counted_twi
     before = Forecasting(config, background=False)
     before.observe_arrivals([parse_dljob(o) for o in objects], [parse_dlservice(svc)], now)
     history = demand_history(now)
-    api = ConfigMaps()
+    api = MemoryApi()
     store = store_in(api)
     store.load(step_s=300, max_points=100_000)
     store.save(history, arrivals=before.arrivals_record(now))
-    assert set(api.objects[store.path]["data"]) == {KEY, ARRIVALS_KEY}
+    saved = api.peek(store.path)
+    assert saved is not None and set(saved["data"]) == {KEY, ARRIVALS_KEY}
 
     # The restarted controller: most finished jobs were deleted meanwhile; the rest and the
     # service are listed again, along with a job created while no controller ran.

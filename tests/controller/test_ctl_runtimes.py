@@ -4,16 +4,16 @@ included), kept in their own ConfigMap, refitted on a schedule, and running gang
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any, cast
 
 import pytest
+from ctl_memory_api import MemoryApi
 from ctl_objects import T0, dljob, node, nodepool, pod
 
 from controller.clock import format_time
 from controller.dljob import ADMITTED, RUNNING, SUCCEEDED, parse_dljob, parse_pod
-from controller.kube import ApiError, Kube
+from controller.kube import ApiError, Kube, core_path
 from controller.planning import plan_pass
 from controller.pools import nodepool_model
 from controller.runtimes import (
@@ -60,43 +60,7 @@ def running(name: str, *, epochs: int | None, started_s: float, **kw: Any) -> di
     return obj
 
 
-class ConfigMaps:
-    """The ConfigMap calls the store makes, kept in memory as the API server keeps them:
-    create refuses an existing name, a merge patch carrying a stale resourceVersion is a
-    409, every write bumps the resourceVersion."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, dict[str, Any]] = {}
-        self.version = 0
-
-    def _bump(self, obj: dict[str, Any]) -> dict[str, Any]:
-        self.version += 1
-        obj["metadata"]["resourceVersion"] = str(self.version)
-        return copy.deepcopy(obj)
-
-    def get(self, path: str) -> dict[str, Any] | None:
-        obj = self.objects.get(path)
-        return copy.deepcopy(obj) if obj is not None else None
-
-    def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        name = f"{path}/{body['metadata']['name']}"
-        if name in self.objects:
-            raise ApiError(409, "already exists", reason="AlreadyExists", path=path)
-        self.objects[name] = copy.deepcopy(body)
-        return self._bump(self.objects[name])
-
-    def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
-        obj = self.objects.get(path)
-        if obj is None:
-            raise ApiError(404, "not found", reason="NotFound", path=path)
-        seen = patch.get("metadata", {}).get("resourceVersion")
-        if seen is not None and seen != obj["metadata"]["resourceVersion"]:
-            raise ApiError(409, "the object has been modified", reason="Conflict", path=path)
-        obj.setdefault("data", {}).update(patch.get("data", {}))
-        return self._bump(obj)
-
-
-def store_in(api: ConfigMaps) -> FinishedJobStore:
+def store_in(api: MemoryApi) -> FinishedJobStore:
     return FinishedJobStore(cast(Kube, api), "dlscaler-system", "dlscaler-state-runtimes")
 
 
@@ -140,7 +104,7 @@ def test_records_round_trip_compactly() -> None:
 
 
 def test_the_store_writes_a_merge_patch_and_notices_a_write_by_someone_else() -> None:
-    api = ConfigMaps()
+    api = MemoryApi()
     store = store_in(api)
     assert store.load() == []
     one = finished_record(parse_dljob(succeeded("one", 600)))
@@ -170,14 +134,14 @@ def test_each_finished_job_is_recorded_once_and_the_latest_are_kept() -> None:
 
 
 def test_records_are_persisted_on_schedule_and_read_back_after_a_restart() -> None:
-    api = ConfigMaps()
+    api = MemoryApi()
     clock = [0.0]
     first = RuntimeEstimates(
         store=store_in(api), persist_every_s=300, background=False, clock=lambda: clock[0]
     )
     first.observe([parse_dljob(succeeded("a", 600))])
     first.observe([parse_dljob(succeeded("b", 700))])  # within 300 s of the last write
-    [stored] = api.objects.values()
+    [stored] = api.items(core_path("configmaps", "dlscaler-system"))
     assert [j.gang.job_id for j in decode(stored["data"]["finished"])] == ["ns/a"]
     first.close()  # a leader stepping down writes what it has
     second = RuntimeEstimates(store=store_in(api), background=False)
@@ -291,15 +255,15 @@ def test_features_of_a_job_without_hints_are_its_shape_framework_and_namespace()
     assert gang.workers == 3 and gang.duration_s is None
 
 
-class Forbidden(ConfigMaps):
+class Forbidden(MemoryApi):
     """A Role that does not cover the ConfigMap: every call is refused."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.calls = 0
+        self.refused = 0
 
     def get(self, path: str) -> dict[str, Any] | None:
-        self.calls += 1
+        self.refused += 1
         raise ApiError(403, "configmaps is forbidden", reason="Forbidden", path=path)
 
 
@@ -308,6 +272,6 @@ def test_a_forbidden_configmap_is_tried_once_and_the_records_stay_in_memory() ->
     estimates = RuntimeEstimates(store=store_in(api), background=False)
     for i in range(3):
         estimates.observe([parse_dljob(succeeded(f"j{i}", 600))])
-    assert api.calls == 1
+    assert api.refused == 1
     assert estimates.store is None
     assert len(estimates.finished) == 3
