@@ -203,7 +203,8 @@ def _params_of(cfg: PolicyConfig) -> dict[str, Any]:
 def _result(trial: Any, base: PolicyConfig) -> TrialResult:
     import optuna
 
-    fixed = optuna.trial.FixedTrial(trial.params)
+    # A study begun before a parameter existed: its trials ran with that parameter's default.
+    fixed = optuna.trial.FixedTrial({**_params_of(base), **trial.params})
     return TrialResult(trial.number, trial.values[0], trial.values[1], suggest(fixed, base))
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from dlscaler.config import PolicyConfig
 from dlscaler.model import ANY_GPU_TYPE, Forecast, Gang, PoolState, RunningGang
@@ -48,19 +49,29 @@ def _capacity_gpus(views: Sequence[capacity.PoolView]) -> int:
 
 def _arrival_shortfall(
     views: Sequence[capacity.PoolView], forecast: Forecast, config: PolicyConfig, now_s: float
-) -> tuple[int, dict[str, int]]:
-    """Nodes the ``arrival_quantile`` scenario would add (in total, and per pool) to the
-    capacity planned so far, idle nodes marked for removal left out."""
+) -> dict[str, int]:
+    """Nodes each pool lacks for the chosen scenario of arrivals, idle nodes marked for
+    removal (or cordoned) left out.
+
+    A scenario's *room* is what it needs beyond the pools' fragments (the free GPUs of
+    partly used nodes): whole free nodes, or fresh ones, which the histogram treats alike.
+    The quantile (and the budget for rarer bursts) is taken over that room, not over what
+    is still missing, so room already held never makes a rarer scenario look affordable.
+    Gangs go to the first pool in expander order that takes them, backed-off pools
+    included (their nodes are room too; they just cannot grow)."""
     q = config.predictive.arrival_quantile
     if q <= 0 or not forecast.arrival_scenarios:
-        return 0, {}
-    ordered = [v for v in capacity.pool_order(views, None, config) if v.state.available(now_s)]
-    hists = {}
+        return {}
+    ordered = capacity.pool_order(views, None, config)
+    fragments: dict[str, list[int]] = {}
+    whole: dict[str, int] = {}
     for v in ordered:
+        size = v.state.spec.gpus_per_node
         free = [
             f for f, name in zip(v.free, v.names, strict=True) if not name or name not in v.removed
         ]
-        hists[v.state.name] = scenarios.free_histogram(free, v.state.spec.gpus_per_node)
+        whole[v.state.name] = sum(1 for f in free if f >= size)
+        fragments[v.state.name] = scenarios.free_histogram([f for f in free if f < size], size)
     outcomes: list[tuple[float, dict[str, int]]] = []
     for scenario in forecast.arrival_scenarios:
         by_pool: dict[str, list[Gang]] = {}
@@ -68,23 +79,46 @@ def _arrival_shortfall(
             home = next((v for v in ordered if v.state.spec.accepts(gang)), None)
             if home is not None:
                 by_pool.setdefault(home.state.name, []).append(gang)
-        extra: dict[str, int] = {}
+        room: dict[str, int] = {}
         cost = 0.0
         for v in ordered:
             gangs = by_pool.get(v.state.name)
             if gangs:
                 spec = v.state.spec
-                n = scenarios.extra_nodes(hists[spec.name], gangs, spec.gpus_per_node)
+                n = scenarios.extra_nodes(fragments[spec.name], gangs, spec.gpus_per_node)
                 if n:
-                    extra[spec.name] = n
+                    room[spec.name] = n
                     cost += n * spec.price_usd_per_hour
-        outcomes.append((cost, extra))
+        outcomes.append((cost, room))
     outcomes.sort(key=lambda o: o[0])
     planned = sum(v.planned_nodes for v in ordered)
     budget = math.floor(config.predictive.arrival_budget * planned)
-    k = scenarios.pick_outcome([(cost, sum(extra.values())) for cost, extra in outcomes], q, budget)
-    chosen = outcomes[k][1]
-    return sum(chosen.values()), chosen
+    k = scenarios.pick_outcome([(cost, sum(room.values())) for cost, room in outcomes], q, budget)
+    return {name: n - whole[name] for name, n in outcomes[k][1].items() if n > whole[name]}
+
+
+def _keep_room(
+    undoable: list[Any],
+    views: Sequence[capacity.PoolView],
+    forecast: Forecast,
+    config: PolicyConfig,
+    now_s: float,
+) -> None:
+    """Put back the most recent of ``undoable`` (removals or cordons: each has ``pool`` and
+    ``node``) in the pools short of room for arrivals, and only there, until none is. An
+    idle node put back is one whole free node, so a pool short of ``n`` gets ``n`` at once."""
+    by_name = {v.state.name: v for v in views}
+    while undoable:
+        short = _arrival_shortfall(views, forecast, config, now_s)
+        back: list[int] = []
+        for pool, n in short.items():
+            mine = [i for i, u in enumerate(undoable) if u.pool == pool]
+            back += mine[-n:]
+        if not back:
+            return
+        for i in sorted(back, reverse=True):
+            undone = undoable.pop(i)
+            by_name[undone.pool].removed.discard(undone.node)
 
 
 def _room_for_arrivals(
@@ -92,11 +126,13 @@ def _room_for_arrivals(
 ) -> str:
     """Grow pools so the ``arrival_quantile`` scenario of arrivals would find room; the
     reason, or "" if nothing was added."""
-    total, per_pool = _arrival_shortfall(views, forecast, config, now_s)
-    if total <= 0:
+    per_pool = _arrival_shortfall(views, forecast, config, now_s)
+    if not per_pool:
         return ""
     added = 0
     for v in views:
+        if not v.state.available(now_s):
+            continue
         k = min(per_pool.get(v.state.name, 0), v.headroom(config))
         if k > 0:
             v.add_empty(k)
@@ -217,12 +253,10 @@ def _plan(
     # for booting ones).
     keep_gpus = max(keep_gpus, want_gpus)
     by_name = {v.state.name: v for v in views}
-    while removals and (
-        _capacity_gpus(views) < keep_gpus
-        or _arrival_shortfall(views, forecast, config, now_s)[0] > 0
-    ):
+    while removals and _capacity_gpus(views) < keep_gpus:
         undone = removals.pop()  # the most recently idle goes back first
         by_name[undone.pool].removed.discard(undone.node)
+    _keep_room(removals, views, forecast, config, now_s)
     removals += capacity.enforce_max(views)
     cordons: list[NodeCordon] = []
     # Not while anything grows, nor while a pending gang waits on a pool's limits.
@@ -238,9 +272,7 @@ def _plan(
             views, running, config, now_s, _capacity_gpus(views), demand_until
         )
         # Room for arrivals in their shapes is kept too: a cordon that takes it is undone.
-        while cordons and _arrival_shortfall(views, forecast, config, now_s)[0] > 0:
-            kept = cordons.pop()
-            by_name[kept.pool].removed.discard(kept.node)
+        _keep_room(cordons, views, forecast, config, now_s)
     return Plan(
         targets=capacity.targets(views),
         scale_ups=tuple(ups),

@@ -166,3 +166,54 @@ def test_budget_scales_with_the_cluster(snap: Any) -> None:
     assert grown(100, 0.03) == 2
     assert grown(10, 0.03) == 0
     assert grown(100, 0.0) == 0
+
+
+def test_a_plan_for_room_once_applied_asks_for_nothing_more(snap: Any) -> None:
+    """The budget bounds the room held, not what is added at each decision: with the
+    room's nodes in flight, the next decision must not pick a rarer scenario."""
+    busy = [snap.ready(f"n{i}", used=8) for i in range(100)]
+    windows = [[]] * 85 + [[g(1, 8)]] * 13 + [[g(1, 8), g(1, 8)]] * 2
+    nodes = list(busy)
+    targets = []
+    for step in range(4):
+        pools = [snap.pool(snap.spec("a", max_nodes=1000), *nodes)]
+        p = plan(snap, pools, fc(windows), now=10_000.0)
+        targets.append(p.targets["a"])
+        for up in p.scale_ups:
+            nodes += [snap.in_flight(f"new{step}-{i}") for i in range(up.added_nodes)]
+    # p85 is an empty window; the 1% budget (1 node) buys the p99 window's... one node at
+    # most, and never a second one on top of it
+    assert targets == [101, 101, 101, 101]
+
+
+def test_budget_bounds_room_kept_from_idle_nodes_too(snap: Any) -> None:
+    busy = [snap.ready(f"n{i}", used=8) for i in range(1000)]
+    idle = [snap.ready(f"i{i}") for i in range(70)]  # idle since 0, long past the timeout
+    windows = [[]] * 85 + [[g(1, 8)] * (5 * k) for k in range(1, 16)]
+    pools = [snap.pool(snap.spec("a", max_nodes=2000), *busy, *idle)]
+    p = plan(snap, pools, fc(windows), now=10_000.0)
+    assert p.scale_ups == ()
+    # the p99 window needs 75 nodes, over the budget of 10; p85 needs none: keep 0..10
+    assert 60 <= len(p.removals) <= 70
+    assert p.targets["a"] == 1070 - len(p.removals)
+
+
+def test_room_short_in_one_pool_never_keeps_another_pools_idle_nodes(snap: Any) -> None:
+    full = snap.pool(
+        snap.spec("a", price=1.0, max_nodes=2), snap.ready("a0", used=8), snap.ready("a1", used=8)
+    )
+    other = snap.pool(snap.spec("b", price=30.0), *(snap.ready(f"b{i}") for i in range(3)))
+    p = plan(snap, [full, other], fc([[g(1, 8)]] * 10), now=10_000.0)
+    # a cannot grow (at max); b's idle nodes are not room for a's arrivals: they go
+    assert sorted(r.node for r in p.removals) == ["b0", "b1", "b2"]
+
+
+def test_a_backed_off_pool_keeps_the_idle_nodes_that_are_its_room(snap: Any) -> None:
+    nodes = [snap.ready(f"busy{i}", used=8) for i in range(5)]
+    nodes += [snap.ready(f"idle{i}") for i in range(3)]
+    windows = [[g(1, 8), g(1, 8)]] * 10  # every window brings two 8-GPU jobs
+    for until in (None, 10_100.0):
+        pools = [snap.pool(snap.spec("a", max_nodes=20), *nodes, unavailable_until_s=until)]
+        p = plan(snap, pools, fc(windows), now=10_000.0)
+        assert len(p.removals) == 1, until  # two of the three idle nodes are kept
+        assert p.scale_ups == ()

@@ -124,3 +124,30 @@ def test_tune_command_writes_a_config_simulate_reads_back(
         "--config", str(out / "tuned.yaml"), "--out", str(tmp_path / "sim"), "--no-plot",
     )  # fmt: skip
     assert sim.exit_code == 0, sim.output
+
+
+def test_a_study_from_before_a_parameter_existed_still_resumes(
+    tmp_path: Path, small: tuple[Trace, list[PoolModel]]
+) -> None:
+    """Trials recorded before ``arrival_quantile`` (and later parameters) existed ran with
+    their defaults; resuming such a study must read them back so, not fail at the end."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    trace, pools = small
+    storage = f"sqlite:///{tmp_path / 'old.db'}"
+    study = optuna.create_study(
+        study_name="s", storage=storage, directions=["minimize", "minimize"]
+    )
+    params = {"idle_timeout_s": 600, "quantile": 0.9, "hysteresis_nodes": 1}
+    dists = {
+        "idle_timeout_s": IntDistribution(0, 3600, step=60),
+        "quantile": FloatDistribution(0.5, 0.99),
+        "hysteresis_nodes": IntDistribution(0, 3),
+    }
+    study.add_trial(
+        optuna.trial.create_trial(params=params, distributions=dists, values=[1.0, 0.0])
+    )
+    base = PolicyConfig(policy="predictive")
+    front, _ = run_study(trace, pools, base, trials=2, storage=storage, study_name="s", workers=1)
+    old = next(r for r in front if r.number == 0)
+    assert old.config.predictive.arrival_quantile == base.predictive.arrival_quantile
