@@ -41,8 +41,13 @@ class ArrivalWindows:
         self._times: list[float] = []
         self._gangs: list[Gang] = []
         self._first = 0
+        self._first_seen: float | None = None
+        """The first arrival ever observed: windows that began before it sample nothing.
+        Kept when old arrivals are forgotten, so quiet days stay samples of quiet days."""
 
     def observe(self, gang: Gang) -> None:
+        if self._first_seen is None:
+            self._first_seen = gang.submit_s
         self._times.append(gang.submit_s)
         self._gangs.append(gang)
 
@@ -55,7 +60,7 @@ class ArrivalWindows:
             self._first = 0
         if self._first == len(self._times):
             return ()
-        earliest = self._times[self._first]
+        earliest = self._times[0] if self._first_seen is None else self._first_seen
         starts = [now_s - self.window_s - j * self.step_s for j in range(self.recent)]
         for d in range(1, self.days + 1):
             for k in range(-self.offsets, self.offsets + 1):
