@@ -56,3 +56,21 @@ def test_old_arrivals_are_forgotten() -> None:
 def test_window_must_be_positive() -> None:
     with pytest.raises(ValueError, match="arrival window"):
         ArrivalWindows(0.0)
+
+
+def test_quiet_days_stay_samples_when_old_arrivals_are_forgotten() -> None:
+    """One arrival on day 0, then traffic from day 5: when the day-0 arrival ages out of
+    the 7 days kept, the windows of days 1-4 still count (as quiet windows)."""
+    w = ArrivalWindows(300.0, step_s=300.0, days=7, offsets=6, recent=24)
+    w.observe(job(0, 0.0))
+    t = 5 * DAY_S
+    i = 1
+    while t < 7.1 * DAY_S:
+        w.observe(job(i, t))
+        i += 1
+        t += 900.0
+    before = w.scenarios(6.95 * DAY_S)
+    after = w.scenarios(7.05 * DAY_S)
+    # every earlier day is still sampled (day 0's window joins once it is 7 days back)
+    assert len(after) >= len(before) == 102
+    assert sum(1 for s in after if not s) >= sum(1 for s in before if not s)
