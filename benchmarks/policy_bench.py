@@ -38,10 +38,11 @@ from dlscaler.config import (
     parse_policy_config,
     policy_config_to_dict,
 )
+from dlscaler.policy.forecast_needs import lead_time_s
 from dlscaler.trace import Trace, parse_trace
 from simulator.bounds import no_wait_bound
 from simulator.compare import config_for
-from simulator.forecasting import default_forecast_factory, lead_time_s
+from simulator.forecasting import default_forecast_factory
 from simulator.report import build_report
 from simulator.runner import SimOptions, simulate
 from simulator.synth import SynthSpec, generate, to_csv

@@ -55,6 +55,7 @@ from controller.dljob import JobView
 from controller.dlservice import SERVING_QUEUE, ServiceView
 from dlscaler.config import PolicyConfig, PoolModel
 from dlscaler.model import Gang
+from dlscaler.policy.forecast_needs import arrival_window_s, lead_time_s
 from predictors.arrivals import DAY_S, ArrivalWindows
 
 FORMAT_VERSION = 1
@@ -62,8 +63,6 @@ RETENTION_S = 8 * DAY_S
 """How long arrivals are kept: the windows reach seven days (and their offsets) back."""
 STEP_S = 300.0
 """The windows' step, as in the simulator's forecaster (``simulator.forecasting``)."""
-MIN_WINDOW_S = 60.0
-"""The shortest window (the simulator's too): a lead time of zero still samples a minute."""
 MAX_PERSISTED = 100_000
 MAX_TEXT_CHARS = 700 * 1024
 COLUMNS = "timeDeltaMs:u32,workers:u16,gpusPerWorker:u16,gpuType:u16"
@@ -78,16 +77,10 @@ def signature(gang: Gang) -> Signature:
     return (round(gang.submit_s * 1000), gang.workers, gang.gpus_per_worker, gang.gpu_type)
 
 
-def lead_time_s(config: PolicyConfig, pools: Sequence[PoolModel]) -> float:
-    """The provisioning lead time the predictive policy plans over: the longest NodePool
-    delay times ``leadTimeFactor`` (``simulator.forecasting.lead_time_s``'s rule)."""
-    delay = max((p.provisioning_delay_s for p in pools), default=300.0)
-    return config.predictive.lead_time_factor * delay
-
-
 def window_s(config: PolicyConfig, pools: Sequence[PoolModel]) -> float:
-    """The length of the arrival windows: the lead time, at least a minute."""
-    return max(lead_time_s(config, pools), MIN_WINDOW_S)
+    """The length of the arrival windows: the lead time, at least a minute (as the
+    simulator's)."""
+    return arrival_window_s(lead_time_s(config, pools))
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,18 +33,11 @@ from controller.dlservice import ServiceView
 from controller.state import DemandHistory
 from dlscaler.config import PolicyConfig, PoolModel
 from dlscaler.model import EMPTY_FORECAST, Forecast
+from dlscaler.policy.forecast_needs import forecast_shape
 
 log = logging.getLogger("dlscaler.forecasting")
 
 MIN_POINTS = 3
-
-
-def forecast_shape(config: PolicyConfig) -> tuple[tuple[float, ...], float]:
-    """The quantiles and horizon the predictive policy reads (as the simulator asks)."""
-    p = config.predictive
-    quantiles = tuple(sorted({0.1, 0.5, 0.9, p.quantile, p.scale_down_quantile}))
-    horizon_s = max(3_600.0, config.idle_timeout_s, 900.0 * p.lead_time_factor)
-    return quantiles, horizon_s
 
 
 def auto_forecaster(config: PolicyConfig) -> Any | None:

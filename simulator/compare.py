@@ -11,9 +11,9 @@ from typing import Any
 
 from dlscaler.config import PolicyConfig, PoolModel
 from dlscaler.model import ANY_GPU_TYPE
+from dlscaler.policy.forecast_needs import lead_time_s
 from dlscaler.trace import Trace
 from simulator.bounds import no_wait_bound
-from simulator.forecasting import lead_time_s
 from simulator.plot import trace_demand
 from simulator.runner import ForecastSource, ProgressFn, SimOptions, SimResult, simulate
 

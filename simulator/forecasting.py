@@ -8,13 +8,13 @@ decides. Nothing from the trace's future reaches the forecaster.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 
-from dlscaler.config import PolicyConfig, PoolModel
+from dlscaler.config import PolicyConfig
 from dlscaler.model import EMPTY_FORECAST, Forecast, Gang
+from dlscaler.policy.forecast_needs import arrival_window_s, forecast_shape
 from predictors.arrivals import ArrivalWindows
 from simulator.runner import ForecastSource
 
@@ -115,26 +115,18 @@ class PredictorForecast:
         self._cached_n = self._n
 
 
-def lead_time_s(config: PolicyConfig, pools: Sequence[PoolModel]) -> float:
-    """The provisioning lead time the predictive policy plans over: the longest pool
-    delay times ``leadTimeFactor``."""
-    delay = max((p.provisioning_delay_s for p in pools), default=300.0)
-    return config.predictive.lead_time_factor * delay
-
-
 def default_forecast_factory(config: PolicyConfig, lead_s: float = 300.0) -> ForecastSource | None:
     """The forecaster the controller would run for this policy config; ``lead_s``: the
     provisioning lead time (the longest pool delay times ``leadTimeFactor``), the length
     of the arrival windows."""
-    p = config.predictive
-    quantiles = tuple(sorted({0.1, 0.5, 0.9, p.quantile, p.scale_down_quantile}))
-    # Look far enough ahead for the lead time and the scale-down window.
-    horizon_s = max(3_600.0, config.idle_timeout_s, 900.0 * p.lead_time_factor)
+    quantiles, horizon_s = forecast_shape(config)
     try:
         return PredictorForecast(
             quantiles=quantiles,
             horizon_s=horizon_s,
-            arrival_window_s=max(lead_s, 60.0) if p.arrival_quantile > 0 else None,
+            arrival_window_s=(
+                arrival_window_s(lead_s) if config.predictive.arrival_quantile > 0 else None
+            ),
         )
     except ImportError:
         return NoForecast()

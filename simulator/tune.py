@@ -16,9 +16,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dlscaler.config import PolicyConfig, PoolModel, PredictiveParams
+from dlscaler.policy.forecast_needs import lead_time_s
 from dlscaler.trace import Trace
 from simulator.compare import config_for
-from simulator.forecasting import default_forecast_factory, lead_time_s
+from simulator.forecasting import default_forecast_factory
 from simulator.report import build_report
 from simulator.runner import SimOptions, simulate
 

@@ -30,8 +30,9 @@ from controller.kube import Kube
 from controller.state import ARRIVALS_KEY, KEY, DemandHistory, StateStore
 from dlscaler.config import PolicyConfig, PoolModel, parse_policy_config
 from dlscaler.model import Gang
+from dlscaler.policy.forecast_needs import lead_time_s
 from predictors.arrivals import ArrivalWindows
-from simulator.forecasting import PredictorForecast, default_forecast_factory, lead_time_s
+from simulator.forecasting import PredictorForecast, default_forecast_factory
 
 DAY = 86_400.0
 POOLS = [
