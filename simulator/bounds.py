@@ -19,12 +19,13 @@ a loose one. Jobs that no pool can run are left out, as the simulator leaves the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from dlscaler.config import PoolModel
 from dlscaler.trace import Trace
+from simulator.plot import trace_demand
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +59,11 @@ def no_wait_bound(trace: Trace, pools: Sequence[PoolModel]) -> Bound:
     ]
     if not runnable:
         return Bound(0.0, 0.0, node_gpus)
-    starts = np.array([j.submit_s for j in runnable], dtype=float)
-    ends = starts + np.array([j.duration_s or 0.0 for j in runnable], dtype=float)
-    gpus = np.array([j.total_gpus for j in runnable], dtype=float)
-    times = np.concatenate([starts, ends])
-    deltas = np.concatenate([gpus, -gpus])
-    order = np.argsort(times, kind="stable")
-    times, deltas = times[order], deltas[order]
-    demand = np.cumsum(deltas)[:-1]  # GPUs running on [times[i], times[i + 1])
-    demand = np.maximum(demand, 0.0)  # float round-off at the very end
+    times = np.unique(
+        [t for j in runnable for t in (j.submit_s, j.submit_s + (j.duration_s or 0.0))]
+    )
+    # GPUs running on [times[i], times[i + 1])
+    demand = trace_demand(replace(trace, jobs=tuple(runnable)), times[:-1])
     nodes = np.ceil(demand / node_gpus - 1e-9)
     gpu_seconds = float(np.sum(nodes * node_gpus * np.diff(times)))
     gpu_hours = gpu_seconds / 3600.0

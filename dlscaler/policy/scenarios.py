@@ -62,16 +62,6 @@ def extra_nodes(hist: Sequence[int], gangs: Sequence[Gang], gpus_per_node: int) 
     return added
 
 
-def quantile_count(counts: Sequence[int], q: float) -> int:
-    """The ``q``-quantile of ``counts`` (the smallest value at least a share ``q`` of them
-    do not exceed); 0 for no counts."""
-    if not counts:
-        return 0
-    ordered = sorted(counts)
-    k = min(len(ordered), max(1, math.ceil(q * len(ordered))))
-    return ordered[k - 1]
-
-
 BURST_QUANTILE = 0.99
 """The rarest windows a budget may pay room for: one in a hundred."""
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from dlscaler.model import Forecast, Gang
 from dlscaler.placement import place_workers
 from dlscaler.policy import decide
-from dlscaler.policy.scenarios import extra_nodes, free_histogram, pick_outcome, quantile_count
+from dlscaler.policy.scenarios import extra_nodes, free_histogram, pick_outcome
 
 
 def g(workers: int, gpus: int, job: str = "x") -> Gang:
@@ -36,14 +36,6 @@ def g(workers: int, gpus: int, job: str = "x") -> Gang:
 )
 def test_extra_nodes_hand_checked(free: list[int], gangs: list[Gang], extra: int) -> None:
     assert extra_nodes(free_histogram(free, 8), gangs, 8) == extra
-
-
-def test_quantile_count() -> None:
-    counts = [0] * 8 + [1, 5]
-    assert quantile_count(counts, 0.8) == 0
-    assert quantile_count(counts, 0.9) == 1
-    assert quantile_count(counts, 0.95) == 5
-    assert quantile_count([], 0.9) == 0
 
 
 @settings(max_examples=200, deadline=None)
