@@ -14,9 +14,16 @@ from simulator.runner import SimResult
 
 def trace_demand(trace: Trace, t_s: np.ndarray) -> np.ndarray:
     """GPUs demanded at each time if every job started at its submit time."""
-    starts = np.array([j.submit_s for j in trace.jobs])
-    ends = starts + np.array([j.duration_s or 0.0 for j in trace.jobs])
+    starts = np.array([j.submit_s for j in trace.jobs], dtype=float)
+    ends = starts + np.array([j.duration_s or 0.0 for j in trace.jobs], dtype=float)
     gpus = np.array([j.total_gpus for j in trace.jobs], dtype=float)
+    return running_level(starts, ends, gpus, t_s)
+
+
+def running_level(
+    starts: np.ndarray, ends: np.ndarray, gpus: np.ndarray, t_s: np.ndarray
+) -> np.ndarray:
+    """Sum of ``gpus`` over the half-open intervals ``[starts, ends)`` covering each time."""
     order_s, order_e = np.argsort(starts, kind="stable"), np.argsort(ends, kind="stable")
     cum_s = np.concatenate([[0.0], np.cumsum(gpus[order_s])])
     cum_e = np.concatenate([[0.0], np.cumsum(gpus[order_e])])
