@@ -29,12 +29,15 @@ and shape: each restored arrival stands for one such DLJob (two jobs of one shap
 the same second are two arrivals, and two DLJobs to match), so nothing is counted twice and
 the record needs no uids.
 
-**The cap.** At most ``max_persisted`` (100,000) arrivals, and at most ``max_text_chars``
+**The caps.** At most ``max_persisted`` (100,000) arrivals, and at most ``max_text_chars``
 (700 KiB) of encoded text, so the ConfigMap (with the demand history beside it) stays below
-~900 KiB of its 1 MiB: beyond either, the *oldest* arrivals are left out of the saved record
-(not out of memory). After a restart the windows that began before the oldest kept arrival
-are then not samples (``ArrivalWindows`` leaves them out), so a very busy cluster's
-scenarios draw on fewer past days, never on days that look empty.
+~900 KiB of its 1 MiB: beyond either, the *oldest* arrivals are left out of the saved record,
+which then says until when it is incomplete (``incompleteUntilMs``). In memory at most
+``max_in_memory`` (400,000, some 200 MB) are kept, the oldest forgotten first. Windows that
+began at or before an arrival left out are not samples (``ArrivalWindows``
+``mark_incomplete_until``), after a restart too, so a very busy cluster's scenarios draw on
+fewer past days, never on days that look quieter than they were (a DLJob older than the
+record, still listed after a restart, does not make them samples again).
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ RETENTION_S = 8 * DAY_S
 STEP_S = 300.0
 """The windows' step, as in the simulator's forecaster (``simulator.forecasting``)."""
 MAX_PERSISTED = 100_000
+MAX_IN_MEMORY = 400_000
 MAX_TEXT_CHARS = 700 * 1024
 COLUMNS = "timeDeltaMs:u32,workers:u16,gpusPerWorker:u16,gpuType:u16"
 _MAX_U16 = 0xFFFF
@@ -101,11 +105,15 @@ class ArrivalLog:
         retention_s: float = RETENTION_S,
         max_persisted: int = MAX_PERSISTED,
         max_text_chars: int = MAX_TEXT_CHARS,
+        max_in_memory: int = MAX_IN_MEMORY,
     ) -> None:
         self.step_s = step_s
         self.retention_s = retention_s
         self.max_persisted = max_persisted
         self.max_text_chars = max_text_chars
+        self.max_in_memory = max(1, max_in_memory)
+        self._incomplete_until: float | None = None
+        """Arrivals up to this time may be missing (forgotten, or left out of a record)."""
         self._times: list[float] = []
         self._arrivals: list[Arrival] = []
         self._keys: set[str] = set()
@@ -134,6 +142,10 @@ class ArrivalLog:
         number added."""
         before = len(self._arrivals)
         oldest = now_s - self.retention_s
+        if self._incomplete_until is not None:
+            # Windows before it are not samples, so older objects need no counting (and a
+            # forgotten one must not come back every pass).
+            oldest = max(oldest, self._incomplete_until + 0.001)
         new: list[tuple[str, Gang]] = []
         for job in jobs:
             if job.created_s < oldest or job.gpus_per_worker <= 0 or job.uid in self._keys:
@@ -142,7 +154,7 @@ class ArrivalLog:
             sig = signature(gang)
             if self._unmatched[sig] > 0:  # recorded before a restart
                 self._unmatched[sig] -= 1
-                self._keys.add(job.uid)
+                self._claim(sig, job.uid)
                 continue
             new.append((job.uid, gang))
         listed = set()
@@ -155,6 +167,7 @@ class ArrivalLog:
         for key, gang in new:
             self.observe(gang, key)
         self.prune(now_s)
+        self._forget_oldest(len(self._arrivals) - self.max_in_memory)
         return len(self._arrivals) - before
 
     def _replica_arrivals(
@@ -181,6 +194,37 @@ class ArrivalLog:
             return False
         self._add(Arrival(gang.submit_s, key, gang))
         return True
+
+    def _claim(self, sig: Signature, key: str) -> None:
+        """Give a restored arrival of this signature the key of the DLJob recognised as it,
+        so the key is forgotten with the arrival when the retention passes."""
+        self._keys.add(key)
+        at = bisect.bisect_left(self._times, sig[0] / 1000 - 0.001)
+        while at < len(self._arrivals) and self._times[at] <= sig[0] / 1000 + 0.001:
+            old = self._arrivals[at]
+            if not old.key and signature(old.gang) == sig:
+                self._arrivals[at] = Arrival(old.time_s, key, old.gang)
+                return
+            at += 1
+
+    def _forget_oldest(self, count: int) -> None:
+        """Drop the ``count`` oldest arrivals from memory; windows that began at or before
+        them are then incomplete."""
+        if count <= 0:
+            return
+        for old in self._arrivals[:count]:
+            self._keys.discard(old.key)
+            if not old.key and self._unmatched[signature(old.gang)] > 0:
+                self._unmatched[signature(old.gang)] -= 1  # no DLJob can be matched to it now
+        self._mark_incomplete_until(self._times[count - 1])
+        del self._times[:count], self._arrivals[:count]
+        self._windows = None  # they hold the forgotten gangs too
+
+    def _mark_incomplete_until(self, time_s: float) -> None:
+        if self._incomplete_until is None or time_s > self._incomplete_until:
+            self._incomplete_until = time_s
+        if self._windows is not None:
+            self._windows.mark_incomplete_until(time_s)
 
     def _add(self, arrival: Arrival) -> None:
         if arrival.key:
@@ -215,6 +259,8 @@ class ArrivalLog:
             self._windows = ArrivalWindows(window_s, step_s=self.step_s)
             for arrival in self._arrivals:
                 self._windows.observe(arrival.gang)
+            if self._incomplete_until is not None:
+                self._windows.mark_incomplete_until(self._incomplete_until)
         return self._windows.scenarios(now_s)
 
     # --- persistence -----------------------------------------------------------------------
@@ -225,7 +271,13 @@ class ArrivalLog:
         self.prune(now_s)
         kept = self._arrivals[-self.max_persisted :] if self.max_persisted else []
         while True:
-            text = encode(kept, self._replicas)
+            left_out = len(self._arrivals) - len(kept)
+            until = self._times[left_out - 1] if left_out else None
+            if self._incomplete_until is not None:
+                until = (
+                    self._incomplete_until if until is None else max(until, self._incomplete_until)
+                )
+            text = encode(kept, self._replicas, incomplete_until_s=until)
             if len(text) <= self.max_text_chars or not kept:
                 return text
             # Drop the oldest in proportion to the excess (and a little more), then retry.
@@ -235,8 +287,10 @@ class ArrivalLog:
     def restore(self, text: str, now_s: float) -> int:
         """Add the arrivals of a saved record (those already seen are skipped); the number
         added. Raises ValueError for a record this version cannot read."""
-        arrivals, replicas = decode(text)
+        arrivals, replicas, incomplete_until = decode_record(text)
         oldest = now_s - self.retention_s
+        if incomplete_until is not None:
+            self._mark_incomplete_until(incomplete_until)
         # Already here: arrivals seen this run (before a read that failed, or by a previous
         # leadership) and restored ones; each stands for one saved arrival of its signature.
         present = Counter(signature(a.gang) for a in self._arrivals)
@@ -256,6 +310,7 @@ class ArrivalLog:
             added += 1
         for uid, count in replicas.items():
             self._replicas.setdefault(uid, count)
+        self._forget_oldest(len(self._arrivals) - self.max_in_memory)
         return added
 
 
@@ -284,8 +339,14 @@ def _packed(values: Iterable[int], typecode: str) -> bytes:
     return column.tobytes()
 
 
-def encode(arrivals: Sequence[Arrival], replicas: Mapping[str, int]) -> str:
-    """Columns of little-endian integers (``COLUMNS``), concatenated, deflated, base64."""
+def encode(
+    arrivals: Sequence[Arrival],
+    replicas: Mapping[str, int],
+    *,
+    incomplete_until_s: float | None = None,
+) -> str:
+    """Columns of little-endian integers (``COLUMNS``), concatenated, deflated, base64;
+    ``incomplete_until_s``: arrivals up to then may be missing from the record."""
     ms = [round(a.time_s * 1000) for a in arrivals]
     types: dict[str, int] = {}
     for a in arrivals:
@@ -307,11 +368,20 @@ def encode(arrivals: Sequence[Arrival], replicas: Mapping[str, int]) -> str:
         "columnsDeflateBase64": base64.b64encode(zlib.compress(raw, 6)).decode("ascii"),
         "serviceReplicas": dict(sorted(replicas.items())),
     }
+    if incomplete_until_s is not None:
+        doc["incompleteUntilMs"] = round(incomplete_until_s * 1000)
     return json.dumps(doc, separators=(",", ":"))
 
 
 def decode(text: str) -> tuple[list[Arrival], dict[str, int]]:
     """The arrivals and service replica counts of a record :func:`encode` wrote."""
+    arrivals, replicas, _ = decode_record(text)
+    return arrivals, replicas
+
+
+def decode_record(text: str) -> tuple[list[Arrival], dict[str, int], float | None]:
+    """The arrivals, service replica counts and the time until which arrivals may be
+    missing (``None``: the record is whole) of a record :func:`encode` wrote."""
     try:
         doc = json.loads(text)
         if not isinstance(doc, dict) or doc.get("version") != FORMAT_VERSION:
@@ -346,6 +416,8 @@ def decode(text: str) -> tuple[list[Arrival], dict[str, int]]:
                 gpu_type=types[type_index[i]],
             )
             out.append(Arrival(gang.submit_s, "", gang))
+        until_ms = doc.get("incompleteUntilMs")
+        incomplete_until = None if until_ms is None else int(until_ms) / 1000
     except (KeyError, TypeError, IndexError, zlib.error, json.JSONDecodeError) as err:
         raise ValueError(f"unreadable arrivals record: {err!r}") from err
-    return out, replicas
+    return out, replicas, incomplete_until

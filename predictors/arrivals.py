@@ -4,8 +4,10 @@ The predictive policy keeps room for a quantile of them (``dlscaler.policy.scena
 The windows are taken at the same time of day on each of the last ``days`` days (and
 ``offsets`` windows either side of it, ``step_s`` apart), which follows daily cycles, and in
 the last ``recent`` windows, which follows a burst under way. A window that began before the
-first arrival seen is left out: it is not a sample of anything. The simulator and the
-controller both feed it each gang as it is submitted.
+first arrival seen is left out: it is not a sample of anything; so is one that began at or
+before a time marked with :meth:`ArrivalWindows.mark_incomplete_until` (arrivals of that time
+were forgotten, so it would look quieter than it was). The simulator and the controller
+both feed it each gang as it is submitted.
 """
 
 from __future__ import annotations
@@ -44,6 +46,14 @@ class ArrivalWindows:
         self._first_seen: float | None = None
         """The first arrival ever observed: windows that began before it sample nothing.
         Kept when old arrivals are forgotten, so quiet days stay samples of quiet days."""
+        self._incomplete_until: float | None = None
+        """Windows that began at or before this miss arrivals: not samples."""
+
+    def mark_incomplete_until(self, time_s: float) -> None:
+        """Arrivals up to ``time_s`` may be missing (left out of a capped record, dropped
+        from memory): windows that begin at or before it are no longer samples."""
+        if self._incomplete_until is None or time_s > self._incomplete_until:
+            self._incomplete_until = time_s
 
     def observe(self, gang: Gang) -> None:
         if self._first_seen is None:
@@ -71,6 +81,8 @@ class ArrivalWindows:
         for start in starts:
             if start < earliest - self.step_s:
                 continue  # before the history began: not a sample of anything
+            if self._incomplete_until is not None and start <= self._incomplete_until:
+                continue  # some of its arrivals are forgotten
             lo = bisect.bisect_left(self._times, start, self._first)
             hi = bisect.bisect_left(self._times, start + self.window_s, lo)
             out.append(tuple(self._gangs[lo:hi]))

@@ -18,6 +18,7 @@ from controller.arrivals import (
     MAX_TEXT_CHARS,
     ArrivalLog,
     decode,
+    decode_record,
     encode,
     signature,
     window_s,
@@ -440,3 +441,96 @@ def test_a_record_this_version_cannot_read_is_refused_with_its_version() -> None
     f = Forecasting(predictive(), background=False)
     f.restore_arrivals("{not json", T0)  # logged and skipped: the controller goes on
     assert f.arrivals is not None and len(f.arrivals) == 0
+
+
+def test_a_restored_arrival_recognised_as_a_dljob_is_forgotten_with_its_uid() -> None:
+    objects = job_objects(arrivals(days=0.2))
+    now = T0 + 0.2 * DAY
+    first = ArrivalLog()
+    first.observe_cluster([parse_dljob(o) for o in objects], [], now)
+    restarted = ArrivalLog()
+    restarted.restore(first.encode(now), now + 60)
+    jobs = [parse_dljob(o) for o in objects]
+    assert restarted.observe_cluster(jobs, [], now + 120) == 0  # all recognised
+    assert all(restarted.seen(j.uid) for j in jobs)
+    # Nine days on, the arrivals and the uids they were recognised as are both gone.
+    restarted.prune(now + 9 * DAY)
+    assert len(restarted) == 0
+    assert not any(restarted.seen(j.uid) for j in jobs)
+
+
+def test_memory_keeps_the_latest_arrivals_and_forgotten_ones_do_not_come_back() -> None:
+    gangs = arrivals(days=1.0)
+    objects = job_objects(gangs)
+    jobs = [parse_dljob(o) for o in objects]
+    now = T0 + 1.0 * DAY
+    log = ArrivalLog(max_in_memory=100)
+    log.observe_cluster(jobs, [], now)
+    assert len(log) == 100
+    assert [a.time_s for a in log.arrivals] == [g.submit_s for g in gangs[-100:]]
+    for k in range(3):  # the same objects listed again: nothing re-added
+        assert log.observe_cluster(jobs, [], now + 60 * (k + 1)) == 0
+    assert len(log) == 100
+    # The windows that began at or before the newest forgotten arrival are not samples.
+    window = 600.0
+    forgotten = gangs[-101].submit_s
+    full = ArrivalLog()
+    full.observe_cluster(jobs, [], now)
+    assert 0 < len(log.scenarios(now, window)) < len(full.scenarios(now, window))
+    expected = [
+        s
+        for s, start in zip(
+            full.scenarios(now, window), window_starts(now, window, gangs[0].submit_s), strict=True
+        )
+        if start > forgotten
+    ]
+    assert shapes(log.scenarios(now, window)) == shapes(tuple(expected))
+
+
+def window_starts(now: float, window: float, first_s: float) -> list[float]:
+    """The start of each window ``ArrivalWindows`` samples, in its order (its defaults:
+    24 recent windows, 7 days of 13 windows a step apart), after the history began (a step
+    before the first arrival ``first_s``)."""
+    starts = [now - window - j * 300.0 for j in range(24)]
+    for d in range(1, 8):
+        starts += [
+            now - d * DAY + k * 300.0
+            for k in range(-6, 7)
+            if now - d * DAY + k * 300.0 + window <= now
+        ]
+    return [s for s in starts if s >= first_s - 300.0]
+
+
+def test_a_capped_record_keeps_old_windows_out_after_a_restart() -> None:
+    gangs = arrivals(days=1.5)
+    objects = job_objects(gangs)
+    now = T0 + 1.5 * DAY
+    before = ArrivalLog(max_persisted=150)
+    before.observe_cluster([parse_dljob(o) for o in objects], [], now)
+    text = before.encode(now)
+    saved, _, until = decode_record(text)
+    assert len(saved) == 150 and until == gangs[-151].submit_s
+    after = ArrivalLog()
+    after.restore(text, now + 60)
+    # The oldest DLJob is still listed (its TTL has not passed); the rest were deleted.
+    # Counting it would make the windows between it and the record's first arrival samples
+    # of a day with one job in it.
+    assert after.observe_cluster([parse_dljob(objects[0])], [], now + 120) == 0
+    window = 600.0
+    kept = [
+        s
+        for s, start in zip(
+            before.scenarios(now, window),
+            window_starts(now, window, gangs[0].submit_s),
+            strict=True,
+        )
+        if start > until
+    ]
+    assert shapes(after.scenarios(now, window)) == shapes(tuple(kept))
+
+
+def test_a_whole_record_says_it_is_whole() -> None:
+    log = ArrivalLog()
+    log.observe(Gang("ns/a", T0, 1, 8, "a100"), "a")
+    assert decode_record(log.encode(T0 + 1))[2] is None
+    assert decode_record(encode([], {}))[2] is None
