@@ -58,6 +58,7 @@ from controller.serving import ServiceReconciler
 from controller.settings import ControllerSettings
 from controller.snapshot import ClusterView, NodeView, parse_node, used_gpus_by_node
 from controller.state import DemandHistory, StateStore
+from dlscaler.elastic import Resize
 from dlscaler.estimate import estimated_starts
 from dlscaler.model import PoolSpec, PoolState, RunningGang
 from dlscaler.plan import NodeCordon, Plan
@@ -346,7 +347,9 @@ class Reconciler:
         )
         self.history.observe(now, demand)
         self.save_history()
-        self._record_metrics(view, plan, forecast.quantiles, waiting, jobs, steps, demand)
+        self._record_metrics(
+            view, plan, forecast.quantiles, waiting, jobs, steps, demand, elastic.resizes
+        )
 
         wakes = [now + self.settings.interval_s]
         if plan.next_decision_s is not None:
@@ -861,6 +864,7 @@ class Reconciler:
         jobs: Sequence[JobView],
         steps: Mapping[str, lifecycle.JobStep],
         demand: float,
+        resizes: Sequence[Resize] = (),
     ) -> None:
         m = self.metrics
         m.pending_gpus.clear()
@@ -896,6 +900,12 @@ class Reconciler:
             m.actions.labels("scale-up", up.pool).inc()
         for r in plan.removals:
             m.actions.labels("remove", r.pool).inc()
+        for c in plan.cordons:
+            m.actions.labels("cordon", c.pool).inc()
+        for c in plan.uncordons:
+            m.actions.labels("uncordon", c.pool).inc()
+        for resize in resizes:
+            m.actions.labels("grow" if resize.grows else "shrink", resize.pool).inc()
         for note in plan.notes:
             m.actions.labels("unschedulable" if note.unschedulable else "waiting", "").inc()
 

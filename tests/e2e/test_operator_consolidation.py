@@ -84,7 +84,7 @@ def test_the_node_of_a_job_about_to_finish_is_cordoned_and_removed_the_other_sta
         )
 
     extra = (f"--policy-config={policy}", "--history-step=300")
-    with controllers(kube_cluster, scope, tmp_path, extra=extra):
+    with controllers(kube_cluster, scope, tmp_path, extra=extra) as (ctl,):
         cluster.apply(
             dljob(scope, "short", workers=1, run_s=20, queue="quick"),
             dljob(scope, "long", workers=1, run_s=120, queue="slow"),
@@ -108,6 +108,8 @@ def test_the_node_of_a_job_about_to_finish_is_cordoned_and_removed_the_other_sta
         assert obj is not None and CONSOLIDATING_ANNOTATION in obj["metadata"]["annotations"]
         messages = [e["message"] for e in cluster.pool_events() if e["reason"] == "Cordoned"]
         assert any(m.startswith(f"cordoned {short} ") for m in messages), messages
+        cordons = ctl.metric("dlscaler_plan_actions_total", kind="cordon", pool=scope.pool_name())
+        assert cordons is not None and cordons >= 1.0
 
         # Gone once the job has finished; the long job's node stays in service.
         cluster.wait(lambda: node_obj(cluster, short) is None, 60, f"{short} to be removed")

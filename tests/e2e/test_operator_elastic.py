@@ -31,8 +31,9 @@ def test_an_elastic_job_grows_into_an_idle_node_and_shrinks_instead_of_a_scale_u
     # Idle nodes stay a minute: long enough to be grown into, never removed mid-test.
     cluster.apply(nodepool(scope, provisioningDelaySeconds=1, idleTimeoutSeconds=60))
     extra = (f"--elastic-resize-interval={RESIZE_INTERVAL_S}",)
-    with controllers(kube_cluster, scope, tmp_path, extra=extra):
+    with controllers(kube_cluster, scope, tmp_path, extra=extra) as (ctl,):
         nodes = NodeRecorder(cluster)
+        pool = scope.pool_name()
         cluster.apply(dljob(scope, "first", workers=1, run_s=7))
         nodes.wait(lambda: cluster.job_phase("first") == "Running", 30, "the first job to run")
         cluster.apply(elastic_dljob(scope, "elastic", 1, 2, run_s=600))
@@ -54,6 +55,7 @@ def test_an_elastic_job_grows_into_an_idle_node_and_shrinks_instead_of_a_scale_u
         resized = {c["type"]: c for c in status["conditions"]}["Resized"]
         assert resized["reason"] == "GrewIntoIdleCapacity", dump(status)
         assert (status["resizes"], status["restarts"]) == (1, 0)
+        assert ctl.metric("dlscaler_plan_actions_total", kind="grow", pool=pool) == 1.0
         pods = [p for p in cluster.pods("elastic") if not p["metadata"].get("deletionTimestamp")]
         assert len(pods) == 2
         for p in pods:
@@ -74,6 +76,7 @@ def test_an_elastic_job_grows_into_an_idle_node_and_shrinks_instead_of_a_scale_u
         assert resized["reason"] == "ShrankToMakeRoom", dump(status)
         assert f"{scope.namespace}/rigid" in resized["message"]
         assert (status["resizes"], status["restarts"]) == (2, 0)
+        assert ctl.metric("dlscaler_plan_actions_total", kind="shrink", pool=pool) == 1.0
         rigid_node = cluster.job("rigid")["status"]["workerStates"][0]["nodeName"]
         elastic_node = status["workerStates"][0]["nodeName"]
         assert rigid_node != elastic_node
