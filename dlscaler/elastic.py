@@ -11,7 +11,8 @@ controller applies them after ``decide()``; the simulator can apply them the sam
   running elastic jobs above their minimum instead, when releasing workers of those jobs
   (in the pools that can run the gang, on the nodes it would land on) makes it fit. The
   scale-up for that gang is then dropped (:func:`without_scale_ups_for`). Workers are
-  released only if the gang then fits: never to make partial room.
+  released only if the gang then fits: never to make partial room. A job shrinks only for
+  a gang of at least its own priority, lowest priority first.
 
 A resize restarts the gang with the new world size (how torch elastic and Horovod elastic
 see membership changes), so each job is resized at most once per ``min_interval_s``.
@@ -217,9 +218,10 @@ def _make_room(
 
     released: list[tuple[str, int, int]] = []  # (job, index, gpus)
     ok = fits() is not None
-    # Lowest priority first, then the job with the most workers to spare.
+    # Never a job of higher priority than the gang; lowest priority first, then the job
+    # with the most workers to spare.
     candidates = sorted(
-        (e for e in movable if e.pool == pool),
+        (e for e in movable if e.pool == pool and e.priority <= gang.priority),
         key=lambda e: (e.priority, -(_alive(current[e.job_id]) - e.min_workers), e.job_id),
     )
     for e in candidates:

@@ -182,12 +182,24 @@ def test_only_the_workers_needed_are_released_across_jobs(snap):
     )
     low = elastic("low", "n0", "n3", lo=1, hi=2, gpus=4, priority=0)
     high = elastic("high", "n1", "n1", "n2", lo=1, hi=3, gpus=4, priority=1)
-    rigid = snap.gang("rigid", workers=1, gpus=8)
+    rigid = snap.gang("rigid", workers=1, gpus=8, priority=1)
     out = plan_resizes(
         now_s=NOW, pools=[pool], elastic=[low, high], pending=[rigid], scale_up_for={"rigid"}
     )
     assert [(r.job_id, r.nodes) for r in out.resizes] == [("high", ("n2",))]
     assert out.covered == ("rigid",)
+
+
+def test_a_job_never_shrinks_for_a_gang_of_lower_priority(snap):
+    pool = snap.pool(snap.spec(), snap.ready("n0", used=8), snap.ready("n1", used=8))
+    job = elastic("ns/e", "n0", "n1", lo=1, hi=2, priority=5)
+    for priority, shrinks in ((4, False), (5, True), (6, True)):
+        rigid = snap.gang("ns/rigid", workers=1, gpus=8, priority=priority)
+        out = plan_resizes(
+            now_s=NOW, pools=[pool], elastic=[job], pending=[rigid], scale_up_for={"ns/rigid"}
+        )
+        assert bool(out.resizes) is shrinks, priority
+        assert out.covered == (("ns/rigid",) if shrinks else ())
 
 
 def test_gpus_released_by_an_earlier_shrink_cover_the_gang_without_another_resize(snap):
@@ -296,7 +308,7 @@ def scenes(draw):
         pools.append(PoolState(spec, tuple(states)))
     pending = [
         Gang(f"g{i}", 0.0, draw(st.integers(1, 3)), draw(st.sampled_from([4, 8])),
-             gpu_type=draw(st.sampled_from(types)))
+             gpu_type=draw(st.sampled_from(types)), priority=draw(st.integers(0, 2)))
         for i in range(draw(st.integers(0, 3)))
     ]  # fmt: skip
     wanted = {g.job_id for g in pending if draw(st.booleans())}
@@ -338,6 +350,8 @@ def test_resizes_keep_every_invariant(scene):
             assert r.to_workers < r.from_workers
             assert not Counter(r.nodes) - Counter(job.nodes)
             assert r.made_room_for and set(r.made_room_for) <= wanted
+            gangs = {g.job_id: g for g in pending}
+            assert all(gangs[g].priority >= job.priority for g in r.made_room_for)
             covered_by_shrink |= set(r.made_room_for)
     for p in pools:
         for n in p.nodes:
