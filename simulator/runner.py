@@ -214,7 +214,10 @@ class Simulation:
                     self.pending[obj.job_id] = obj
                     self.pending_gpus += obj.total_gpus
                     self._new_submits.append(obj)
-                    if arrival_sink is not None:  # what a controller sees: a new job, no duration
+                    # What a controller sees: a new job, no duration. Under a warm start the
+                    # first instant's jobs were already there, not arrivals (on snapshot-style
+                    # traces a burst that never happened, echoed at that hour for a week).
+                    if arrival_sink is not None and now > self._warm_until_s:
                         arrival_sink(replace(obj, duration_s=None))
                     changed = True
                 elif kind == FINISH:

@@ -11,6 +11,7 @@ import math
 from dataclasses import replace
 
 from dlscaler.config import DEFAULT_POOL, PolicyConfig
+from dlscaler.model import Forecast, Gang
 from dlscaler.trace import parse_trace
 from simulator.forecasting import PredictorForecast, default_forecast_factory
 from simulator.runner import SimOptions, SimResult, simulate
@@ -72,3 +73,44 @@ def test_future_trace_rows_change_nothing_before_they_arrive() -> None:
         assert a[4] == b[4] or (math.isnan(a[4]) and math.isnan(b[4]))
     # And the runs do differ after the cut: the later jobs exist in one of them only.
     assert len(full.jobs) > len(cut.jobs)
+
+
+class RecordingSource:
+    """The default forecaster, recording the arrivals it is shown (a stateful fake of what
+    a controller's arrival log would see)."""
+
+    def __init__(self, config: PolicyConfig) -> None:
+        inner = default_forecast_factory(config)
+        assert isinstance(inner, PredictorForecast)
+        self.inner = inner
+        self.arrivals: list[tuple[str, float, float | None]] = []
+
+    def observe(self, now_s: float, demand_gpus: float) -> None:
+        self.inner.observe(now_s, demand_gpus)
+
+    def observe_arrival(self, gang: Gang) -> None:
+        self.arrivals.append((gang.job_id, gang.submit_s, gang.duration_s))
+        self.inner.observe_arrival(gang)
+
+    def forecast(self, now_s: float) -> Forecast:
+        return self.inner.forecast(now_s)
+
+
+def test_arrivals_are_shown_without_durations_and_a_warm_start_is_not_an_arrival() -> None:
+    rows = ["job_id,submit_s,duration_s,num_gpus"]
+    rows += [f"snap{i},0,7200,8" for i in range(5)]  # the cluster as the trace began
+    rows += [f"later{i},{600 * (i + 1)},900,8" for i in range(3)]
+    trace = parse_trace(rows, source="snapshot")
+    config = PolicyConfig(policy="predictive")
+    for warm, first_seen in ((True, "later0"), (False, "snap0")):
+        source = RecordingSource(config)
+        simulate(
+            trace,
+            [DEFAULT_POOL],
+            config,
+            options=SimOptions(seed=1, warm_start=warm),
+            forecast_source=source,
+        )
+        assert source.arrivals[0][0] == first_seen
+        assert all(duration is None for _, _, duration in source.arrivals)
+        assert len(source.arrivals) == (3 if warm else 8)
