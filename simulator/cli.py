@@ -12,9 +12,9 @@ import typer
 POLICY_HELP = "Comma-separated policies: static-peak, reactive, predictive, oracle."
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(2)
+    return typer.Exit(code)
 
 
 def load_yaml(path: Path, what: str) -> Any:
@@ -310,7 +310,7 @@ def tune_command(
     from rich.table import Table
 
     from dlscaler.config import policy_config_to_dict
-    from simulator.tune import run_study
+    from simulator.tune import TuneError, run_study
 
     if policy not in ("reactive", "predictive"):
         raise _fail(f"--policy: can tune reactive or predictive, not {policy!r}")
@@ -324,24 +324,31 @@ def tune_command(
         f"study {name!r} in {storage_url}: up to {trials} trials, "
         f"{workers or os.cpu_count()} worker(s)"
     )
-    front, chosen = run_study(
-        trace_obj,
-        pool_models,
-        base,
-        trials=trials,
-        storage=storage_url,
-        study_name=name,
-        workers=workers or (os.cpu_count() or 1),
-        seed=seed,
-        max_wait_p95_s=max_wait_p95,
-        on_progress=lambda done, total: console.print(f"  {done}/{total} trials"),
-    )
+    try:
+        run = run_study(
+            trace_obj,
+            pool_models,
+            base,
+            trials=trials,
+            storage=storage_url,
+            study_name=name,
+            workers=workers or (os.cpu_count() or 1),
+            seed=seed,
+            max_wait_p95_s=max_wait_p95,
+            on_progress=lambda done, total: console.print(f"  {done}/{total} trials"),
+            on_note=lambda line: console.print(f"  {line}", markup=False),
+        )
+    except TuneError as err:
+        raise _fail(str(err), code=1) from None
+    if run.chosen is None:
+        raise _fail(f"no trial of study {name!r} has completed: nothing to choose from", code=1)
+    front, chosen = run.front, run.chosen
     table = Table(title=f"Pareto front: cost vs p95 wait ({len(front)} points)")
     for col in ("trial", "cost USD", "wait p95", "idle timeout", "chosen"):
         table.add_column(col, justify="right")
     for r in front:
         table.add_row(
-            str(r.number),
+            str(r.number) + (f" ({r.start_point})" if r.start_point else ""),
             f"{r.cost_usd:,.0f}",
             f"{r.wait_p95_s:,.0f}s",
             f"{r.config.idle_timeout_s:.0f}s",

@@ -44,13 +44,13 @@ def test_study_resumes_and_keeps_earlier_trials(
     first = {t.number: (t.params, t.values) for t in completed(storage, "s")}
     assert len(first) == 4
     # interrupted here; the same command asked for 6 runs only the 2 missing
-    front, chosen = run_study(trace, pools, base, trials=6, **kw)
+    run = run_study(trace, pools, base, trials=6, **kw)
     after = completed(storage, "s")
     assert len(after) == 6
     for t in after:
         if t.number in first:
             assert (t.params, t.values) == first[t.number]
-    assert chosen in front
+    assert run.chosen in run.front
     # and a third call with nothing to do runs nothing
     run_study(trace, pools, base, trials=6, **kw)
     assert len(completed(storage, "s")) == 6
@@ -148,6 +148,6 @@ def test_a_study_from_before_a_parameter_existed_still_resumes(
         optuna.trial.create_trial(params=params, distributions=dists, values=[1.0, 0.0])
     )
     base = PolicyConfig(policy="predictive")
-    front, _ = run_study(trace, pools, base, trials=2, storage=storage, study_name="s", workers=1)
-    old = next(r for r in front if r.number == 0)
+    run = run_study(trace, pools, base, trials=2, storage=storage, study_name="s", workers=1)
+    old = next(r for r in run.front if r.number == 0)
     assert old.config.predictive.arrival_quantile == base.predictive.arrival_quantile
