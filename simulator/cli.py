@@ -5,9 +5,12 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from simulator.tune import StudyRun
 
 POLICY_HELP = "Comma-separated policies: static-peak, reactive, predictive, oracle."
 
@@ -261,7 +264,7 @@ def tune_command(
         str, typer.Option("--policy", help="Policy to tune: reactive or predictive.")
     ] = "predictive",
     trials: Annotated[
-        int, typer.Option("--trials", min=1, help="Finished trials the study should reach.")
+        int, typer.Option("--trials", min=1, help="Completed trials the study should reach.")
     ] = 40,
     pools: Annotated[
         Path | None, typer.Option("--pools", help="Pools YAML (default: the default pool).")
@@ -299,6 +302,17 @@ def tune_command(
             ),
         ),
     ] = None,
+    max_failures: Annotated[
+        int,
+        typer.Option(
+            "--max-failures",
+            min=1,
+            help=(
+                "Failed trials (a simulation that raised) are replaced by new ones until this"
+                " many have failed in one run; then it stops short of --trials."
+            ),
+        ),
+    ] = 10,
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
     """Search a policy's parameters (cost vs p95 wait); write the chosen config as YAML."""
@@ -307,6 +321,7 @@ def tune_command(
 
     import yaml
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from dlscaler.config import policy_config_to_dict
@@ -319,11 +334,18 @@ def tune_command(
     out.mkdir(parents=True, exist_ok=True)
     storage_url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     name = study_name or f"{trace.stem}-{policy}"
-    console = Console(stderr=True)
+    console = Console(stderr=True, highlight=False)
     console.print(
         f"study {name!r} in {storage_url}: up to {trials} trials, "
-        f"{workers or os.cpu_count()} worker(s)"
+        f"{workers or os.cpu_count()} worker(s)",
+        markup=False,
     )
+
+    def progress(completed: int, total: int, failed: int) -> None:
+        console.print(
+            f"  {completed}/{total} trials completed" + (f", {failed} failed" if failed else "")
+        )
+
     try:
         run = run_study(
             trace_obj,
@@ -335,11 +357,14 @@ def tune_command(
             workers=workers or (os.cpu_count() or 1),
             seed=seed,
             max_wait_p95_s=max_wait_p95,
-            on_progress=lambda done, total: console.print(f"  {done}/{total} trials"),
+            max_failures=max_failures,
+            on_progress=progress,
             on_note=lambda line: console.print(f"  {line}", markup=False),
         )
     except TuneError as err:
         raise _fail(str(err), code=1) from None
+    for line in failure_report(run, trials=trials, max_failures=max_failures):
+        console.print(f"[yellow]{escape(line)}[/]")
     if run.chosen is None:
         raise _fail(f"no trial of study {name!r} has completed: nothing to choose from", code=1)
     front, chosen = run.front, run.chosen
@@ -380,7 +405,36 @@ def tune_command(
     from simulator.plot import plot_pareto
 
     plot_pareto(front, chosen, out / "pareto.png")
-    console.print(f"wrote {out / 'tuned.yaml'}, {out / 'pareto.json'}, {out / 'pareto.png'}")
+    console.print(
+        f"wrote {out / 'tuned.yaml'}, {out / 'pareto.json'}, {out / 'pareto.png'}", markup=False
+    )
+    if run.completed < trials:
+        # The files hold the best of what completed; the exit status tells scripts the study
+        # is short of what was asked.
+        raise typer.Exit(1)
+
+
+def failure_report(run: StudyRun, *, trials: int, max_failures: int) -> list[str]:
+    """Lines about the trials that failed in a tune run: how many, the first error, and
+    whether the run stopped short of ``trials`` because of them."""
+    if not run.failed:
+        return []
+    first = run.failed[0]
+    lines = [
+        f"{len(run.failed)} trial(s) failed in this run; first: trial {first.number}: {first.error}"
+    ]
+    if run.completed < trials:
+        lines.append(
+            f"stopped after {len(run.failed)} failed trial(s) (--max-failures {max_failures}): "
+            f"{run.completed} of {trials} trials completed; running the same command again "
+            "resumes the study"
+        )
+    else:
+        lines.append(
+            f"failed trials were replaced by new ones (at most --max-failures {max_failures} "
+            "per run)"
+        )
+    return lines
 
 
 def register(app: typer.Typer) -> None:

@@ -13,8 +13,10 @@ Interruptions and failures:
   was killed. A trial with a fresh heartbeat belongs to a live process, here or on another
   machine sharing the study, and is left alone.
 - The start points (the defaults; for predictive also a cheap start) are queued again while
-  none of their attempts completed, waits or runs, unless ``START_ATTEMPTS`` were stopped:
-  the front always has the defaults to compare against.
+  none of their attempts completed, waits or runs, unless one raised (it would again) or
+  ``START_ATTEMPTS`` were stopped: the front always has the defaults to compare against.
+- ``trials`` counts completed trials only. A trial that raises fails and is replaced by a
+  new one, until ``max_failures`` trials have failed in one run: then the run stops short.
 """
 
 from __future__ import annotations
@@ -52,15 +54,21 @@ this long after it started was left by a stopped run. Its start time is the star
 machine's local time, up to 26 h off between time zones: hence two days."""
 START_ATTEMPTS = 3
 """A start point whose process is stopped this many times (out of memory?) is not retried."""
+MAX_FAILURES = 10
+"""Failed trials replaced in one run before it stops short of its target."""
 
 # Trial user attributes.
 HEARTBEAT_ATTR = "heartbeat"  # this trial records heartbeats: it goes stale when stopped
+ERROR_ATTR = "error"  # what the simulation raised
 START_ATTR = "start_point"  # which start point this trial is an attempt of
 
 # Workers record heartbeats but never fail stale trials themselves (the parent does, between
 # phases): a failed start point is queued again as a waiting trial, and two processes can
 # take the same waiting trial from one SQLite file.
 _NEVER_STALE_S = 10**9
+
+Evaluate = Callable[[Trace, Sequence[PoolModel], PolicyConfig, int], tuple[float, float]]
+"""One trial: (trace, pools, config, seed) -> (cost USD, p95 wait s)."""
 
 
 class TuneError(Exception):
@@ -78,6 +86,12 @@ class TrialResult:
 
 
 @dataclass(frozen=True, slots=True)
+class FailedTrial:
+    number: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class StudyRun:
     """What one ``run_study`` call found and did."""
 
@@ -86,6 +100,8 @@ class StudyRun:
     """None when no trial of the study has completed."""
     completed: int
     """Completed trials in the study (this run's and earlier ones)."""
+    failed: list[FailedTrial]
+    """Trials that failed during this run, in order."""
     stopped: list[int]
     """Trials that a stopped run had left running, marked failed by this one."""
 
@@ -151,7 +167,8 @@ _WORK: dict[str, Any] = {}
 
 
 def _worker(n_trials: int, seed: int) -> None:
-    """Run ``n_trials`` trials in this process."""
+    """Run up to ``n_trials`` trials in this process (fewer once the run has failed
+    ``max_failures`` of them)."""
     import optuna
 
     w = _WORK
@@ -164,24 +181,35 @@ def _worker(n_trials: int, seed: int) -> None:
         storage=storage,
         sampler=optuna.samplers.NSGAIISampler(seed=seed),
     )
+    evaluate_fn: Evaluate = w["evaluate"]
 
     def objective(trial: Any) -> tuple[float, float]:
-        # optuna's heartbeat thread records one too, but asynchronously: recorded here
-        # first, every trial that carries the mark has a heartbeat that can go stale.
-        storage.record_heartbeat(trial._trial_id)
-        trial.set_user_attr(HEARTBEAT_ATTR, True)
-        cfg = suggest(trial, w["base"])
-        return evaluate(w["trace"], w["pools"], cfg, w["sim_seed"])
+        try:
+            # optuna's heartbeat thread records one too, but asynchronously: recorded here
+            # first, every trial that carries the mark has a heartbeat that can go stale.
+            storage.record_heartbeat(trial._trial_id)
+            trial.set_user_attr(HEARTBEAT_ATTR, True)
+            cfg = suggest(trial, w["base"])
+            return evaluate_fn(w["trace"], w["pools"], cfg, w["sim_seed"])
+        except Exception as err:
+            trial.set_user_attr(ERROR_ATTR, f"{type(err).__name__}: {err}"[:2000])
+            raise
 
     on_progress = w["on_progress"]
     for _ in range(n_trials):
+        failed = len(_failed_since(study, w["first_number"]))
+        if failed >= w["max_failures"]:
+            return
         # Another run may have marked this trial failed: its heartbeat stalled past the grace
         # period (a suspended machine?). Its result is lost; the next trial goes on.
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-            study.optimize(objective, n_trials=1, catch=(ValueError,))
-        w["ran"] += 1
+            study.optimize(objective, n_trials=1, catch=(Exception,))
         if on_progress is not None:
-            on_progress(w["done"] + w["ran"], w["trials"])
+            on_progress(
+                _count(study, "COMPLETE"),
+                w["trials"],
+                len(_failed_since(study, w["first_number"])),
+            )
 
 
 def _storage(url: str, *, heartbeat_interval_s: int, grace_period_s: int) -> Any:
@@ -210,16 +238,19 @@ def run_study(
     workers: int,
     seed: int = 0,
     max_wait_p95_s: float | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
+    max_failures: int = MAX_FAILURES,
+    on_progress: Callable[[int, int, int], None] | None = None,
     on_note: Callable[[str], None] | None = None,
     heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
     grace_period_s: int = GRACE_PERIOD_S,
+    evaluate_fn: Evaluate = evaluate,
 ) -> StudyRun:
-    """Run (or resume) the study until it has ``trials`` finished trials; return the Pareto
-    front and the chosen trial.
+    """Run (or resume) the study until it has ``trials`` completed trials, or until
+    ``max_failures`` trials have failed in this run; return the Pareto front, the chosen
+    trial and what failed.
 
-    ``on_progress(done, trials)`` is called after each trial (from worker processes too);
-    ``on_note`` gets one line for each trial recovered or waited for.
+    ``on_progress(completed, trials, failed)`` is called after each trial (from worker
+    processes too); ``on_note`` gets one line for each trial recovered or waited for.
     """
     import optuna
 
@@ -234,10 +265,10 @@ def run_study(
         directions=["minimize", "minimize"],
         load_if_exists=True,
     )
+    first_number = len(study.get_trials(deepcopy=False))
     starts = start_points(base)
     stopped = _fail_stopped(study, watch, note)
-    done = _count(study, "COMPLETE")
-    if done < trials:
+    if _count(study, "COMPLETE") < trials:
         stopped += _wait_for_start_points(
             study, watch, starts, note, wait_s=grace_period_s + heartbeat_interval_s + 1
         )
@@ -249,8 +280,9 @@ def run_study(
             storage=storage,
             study_name=study_name,
             heartbeat_interval_s=heartbeat_interval_s,
-            done=done,
-            ran=0,
+            evaluate=evaluate_fn,
+            first_number=first_number,
+            max_failures=max_failures,
             trials=trials,
             on_progress=on_progress,
         )
@@ -266,10 +298,12 @@ def run_study(
         (_result(t, base, starts) for t in study.best_trials),
         key=lambda r: (r.cost_usd, r.wait_p95_s),
     )
+    failed = [FailedTrial(t.number, _error_of(t)) for t in _failed_since(study, first_number)]
     return StudyRun(
         front=front,
         chosen=choose(front, results, max_wait_p95_s) if front else None,
         completed=len(results),
+        failed=failed,
         stopped=stopped,
     )
 
@@ -282,11 +316,12 @@ def _run_trials(
     seed: int,
     note: Callable[[str], None],
 ) -> None:
-    """Run trials until the study has ``trials`` finished and no start point waits (both
-    in ``_WORK``). Start points run first, even past ``trials``: the front always has the
-    defaults to compare against."""
-    while True:
-        need = _WORK["trials"] - _WORK["done"] - _WORK["ran"]
+    """Run trials until the study has ``trials`` completed and no start point waits, or
+    until ``max_failures`` have failed in this run (both in ``_WORK``). Start points run
+    first, even past ``trials``: the front always has the defaults to compare against."""
+    first_number, trials = _WORK["first_number"], _WORK["trials"]
+    while len(_failed_since(study, first_number)) < _WORK["max_failures"]:
+        need = trials - _count(study, "COMPLETE")
         if need > 0:
             for name, earlier in _queue_start_points(study, starts):
                 if earlier:
@@ -298,15 +333,16 @@ def _run_trials(
         )
         if need <= 0 and not waiting_starts:
             return
+        # Each round draws new random points: a round that replaces failed trials must not
+        # repeat the draws of the round before it.
+        round_seed = seed + 1000 * len(study.get_trials(deepcopy=False))
         if waiting:
             # Waiting trials run here, one at a time: worker processes taking waiting trials
             # from one SQLite file at once can both take the same one ("Cannot tell a
             # COMPLETE trial").
-            _worker(max(min(len(waiting), need), waiting_starts), seed)
+            _worker(max(min(len(waiting), need), waiting_starts), round_seed)
         else:
-            ran = _WORK["ran"]
-            _run_parallel(need, workers, seed)
-            _WORK["ran"] = ran + need  # worker processes count in their own copies
+            _run_parallel(need, workers, round_seed)
 
 
 def _run_parallel(need: int, workers: int, seed: int) -> None:
@@ -428,8 +464,8 @@ def _queue_start_points(
     study: Any, starts: Mapping[str, Mapping[str, Any]]
 ) -> list[tuple[str, list[int]]]:
     """Enqueue the start points that have no attempt completed, waiting or running; not one
-    stopped ``START_ATTEMPTS`` times. Return the names queued, each with its earlier
-    (stopped) attempts."""
+    whose attempt raised (it would again), nor one stopped ``START_ATTEMPTS`` times. Return
+    the names queued, each with its earlier (stopped) attempts."""
     import optuna
 
     state = optuna.trial.TrialState
@@ -439,7 +475,7 @@ def _queue_start_points(
         attempts = _attempts(trials, params)
         if any(t.state in (state.COMPLETE, state.WAITING, state.RUNNING) for t in attempts):
             continue
-        if len(attempts) >= START_ATTEMPTS:
+        if any(ERROR_ATTR in t.user_attrs for t in attempts) or len(attempts) >= START_ATTEMPTS:
             continue
         study.enqueue_trial(dict(params), user_attrs={START_ATTR: name})
         queued.append((name, [t.number for t in attempts]))
@@ -454,6 +490,19 @@ def _states(*names: str) -> tuple[Any, ...]:
 
 def _count(study: Any, state: str) -> int:
     return len(study.get_trials(deepcopy=False, states=_states(state)))
+
+
+def _failed_since(study: Any, first_number: int) -> list[Any]:
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=_states("FAIL"))
+        if t.number >= first_number
+    ]
+
+
+def _error_of(trial: Any) -> str:
+    error = trial.user_attrs.get(ERROR_ATTR)
+    return str(error) if error else "stopped while running (process killed or interrupted)"
 
 
 def _params_of(cfg: PolicyConfig) -> dict[str, Any]:

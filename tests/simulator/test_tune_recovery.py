@@ -117,7 +117,7 @@ def test_a_run_killed_mid_trial_leaves_it_failed_and_the_defaults_evaluated(
     assert tuple(again.values) == evaluate(trace, [DEFAULT_POOL], BASE, seed=0)
     assert trials[1].user_attrs["start_point"] == "cheap"
     assert trials[1].state == optuna.trial.TrialState.COMPLETE
-    assert run.completed == 2
+    assert run.completed == 2 and run.failed == []
     assert run.chosen is not None
     assert any("trial 0 was left running by a stopped run" in n for n in notes), notes
     assert any("'defaults' queued again" in n for n in notes), notes
@@ -153,7 +153,7 @@ def test_a_live_peers_running_trial_is_waited_for_never_failed(tmp_path: Path) -
     assert peers.datetime_complete and peers.datetime_start
     assert (peers.datetime_complete - peers.datetime_start).total_seconds() > 3
     assert not [t for t in trials.values() if t.state == optuna.trial.TrialState.FAIL]
-    assert run.stopped == []
+    assert run.stopped == [] and run.failed == []
     # this run waited for it rather than simulating the defaults a second time
     defaults = start_points(base)["defaults"]
     attempts = [t for t in trials.values() if t.system_attrs.get("fixed_params") == defaults]
