@@ -9,11 +9,40 @@ other packages add their commands through a ``register(app)`` function in their 
 from __future__ import annotations
 
 import importlib
+import sys
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
+
+
+class _PlainErrorsWhereNoTerminal(TyperGroup):
+    """Usage errors as plain lines when stderr is not a terminal.
+
+    Typer draws usage errors in a rich panel wrapped at the console's width: 80 columns when
+    stderr is not a terminal (CI logs, pipes), which splits paths and option names across
+    lines. Without a markup mode it prints the plain message instead, one line each, never
+    wrapped. The group is built anew for each invocation, so this holds for one run. On a
+    terminal the panel stays. (The commands print their own messages through
+    ``typer.echo``, or a rich console with ``soft_wrap``, for the same reason.)
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not _is_terminal(sys.stderr):
+            self.rich_markup_mode = None
+        return super().main(*args, **kwargs)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # replaced by an object without it, or closed
+        return False
+
 
 app = typer.Typer(
     name="dlscaler",
+    cls=_PlainErrorsWhereNoTerminal,
     help="Cloud-agnostic autoscaler for deep-learning GPU clusters, and its trace simulator.",
     no_args_is_help=True,
     add_completion=False,

@@ -173,7 +173,8 @@ def run_and_report(
     if trace.skipped_rows:
         console.print(
             f"[yellow]skipped {trace.skipped_rows} malformed row(s)[/]; first: "
-            f"{trace.skipped_examples[0]}"
+            f"{trace.skipped_examples[0]}",
+            soft_wrap=True,  # the file and line stay on one line in CI logs and pipes
         )
     options = SimOptions(seed=seed, decision_interval_s=decision_interval, warm_start=warm_start)
     with progress_bars(console, trace) as progress:
@@ -208,17 +209,18 @@ def run_and_report(
         if r.unschedulable:
             console.print(
                 f"[yellow]{r.policy}: {len(r.unschedulable)} job(s) unschedulable[/], e.g. "
-                f"{next(iter(r.unschedulable.items()))}"
+                f"{next(iter(r.unschedulable.items()))}",
+                soft_wrap=True,
             )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         doc = report_document(trace, pools, seed, reports)
         (out / "report.json").write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
-        console.print(f"wrote {out / 'report.json'}")
+        console.print(f"wrote {out / 'report.json'}", soft_wrap=True)
         if plot:
             from simulator.plot import plot_timeline
 
-            console.print(f"wrote {plot_timeline(results, out / 'timeline.png')}")
+            console.print(f"wrote {plot_timeline(results, out / 'timeline.png')}", soft_wrap=True)
     return reports
 
 
@@ -334,7 +336,8 @@ def tune_command(
     out.mkdir(parents=True, exist_ok=True)
     storage_url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     name = study_name or f"{trace.stem}-{policy}"
-    console = Console(stderr=True, highlight=False)
+    # soft_wrap: paths and errors stay on one line in CI logs and pipes (80 columns there).
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
     console.print(
         f"study {name!r} in {storage_url}: up to {trials} trials, "
         f"{workers or os.cpu_count()} worker(s)",
