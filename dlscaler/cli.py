@@ -23,8 +23,8 @@ class _PlainErrorsWhereNoTerminal(TyperGroup):
     stderr is not a terminal (CI logs, pipes), which splits paths and option names across
     lines. Without a markup mode it prints the plain message instead, one line each, never
     wrapped. The group is built anew for each invocation, so this holds for one run. On a
-    terminal the panel stays. (The commands print their own messages through
-    ``typer.echo``, or a rich console with ``soft_wrap``, for the same reason.)
+    terminal the panel stays. (The commands print their errors through ``typer.echo``;
+    tune and simulate print messages that carry paths soft-wrapped, for the same reason.)
     """
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
