@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from dlscaler.model import PoolSpec
+
 
 def place_workers(free_gpus: Sequence[int], workers: int, gpus_per_worker: int) -> list[int] | None:
     """Indices into ``free_gpus`` for each worker, or ``None`` if the gang does not fit.
@@ -58,3 +60,10 @@ def nodes_needed(workers: int, gpus_per_worker: int, gpus_per_node: int) -> int:
             f"a worker of {gpus_per_worker} GPUs does not fit a {gpus_per_node}-GPU node"
         )
     return math.ceil(workers / per_node)
+
+
+def admission_key(spec: PoolSpec) -> tuple[float, str]:
+    """The order in which a gang's pools are tried when it is placed on free capacity:
+    cheapest per GPU-hour first, ties by name, as the simulator's scheduler and the
+    controller's admission try them."""
+    return (spec.usd_per_gpu_hour, spec.name)

@@ -2,9 +2,16 @@
 reactive floor, with hysteresis; fall back to reactive when the forecast is not trusted.
 
 - Floor: every pending gang is provisioned for exactly as ``reactive`` does.
-- Ahead: if the forecast's ``quantile`` of GPU demand over the next
-  ``lead_time_factor`` x provisioning delay exceeds planned capacity by more than
+- Ahead: if the forecast's ``quantile`` of GPU demand over the lead time
+  (``lead_time_factor`` x the longest provisioning delay of the pools,
+  :func:`.forecast_needs.lead_time_s`) exceeds planned capacity by more than
   ``hysteresis_nodes`` nodes, the cheapest available pools grow by the difference.
+- Room for arrivals (``arrival_quantile`` > 0): the gangs of past lead-time windows are
+  placed on the free capacity of every pool that takes them (:mod:`.scenarios`); each
+  pool grows by the nodes it lacks, as the home of the gangs that found no room, for the
+  ``arrival_quantile`` of the windows (rarer ones within ``arrival_budget``). An idle
+  node past its timeout is kept if its own pool lacks room without it; a pool whose room
+  was another pool's removed idle nodes grows in the same plan.
 - Down: an idle node past its timeout is removed only while capacity stays above the
   forecast's ``scale_down_quantile`` of demand over the next idle-timeout window and
   above the ``quantile`` it grows for over the lead time (a node removed below that would
@@ -24,14 +31,15 @@ if none, all pools) in expander order.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
 from dlscaler.config import PolicyConfig
 from dlscaler.model import ANY_GPU_TYPE, Forecast, Gang, PoolState, RunningGang
-from dlscaler.plan import NodeCordon, Plan, ScaleUp
-from dlscaler.policy import capacity, consolidation, scenarios
+from dlscaler.plan import NodeCordon, NodeRemoval, Plan, ScaleUp
+from dlscaler.policy import capacity, consolidation, forecast_needs, scenarios
 from dlscaler.policy.reactive import decide_reactive, provision_pending
 
 
@@ -47,69 +55,110 @@ def _capacity_gpus(views: Sequence[capacity.PoolView]) -> int:
     return sum(v.planned_nodes * v.state.spec.gpus_per_node for v in views)
 
 
-def _arrival_shortfall(
-    views: Sequence[capacity.PoolView], forecast: Forecast, config: PolicyConfig, now_s: float
-) -> dict[str, int]:
-    """Nodes each pool lacks for the chosen scenario of arrivals, idle nodes marked for
-    removal (or cordoned) left out.
+class _Room:
+    """Room for arrivals within one plan: the arrival scenarios placed on the pools as the
+    plan leaves them (:class:`.scenarios.ArrivalRoom`), idle nodes marked for removal (or
+    cordoned) left out. A gang that finds no room is grown for in its home pool, the first
+    in expander order that takes it, backed-off pools included (their nodes are room too;
+    they just cannot grow)."""
 
-    A scenario's *room* is what it needs beyond the pools' fragments (the free GPUs of
-    partly used nodes): whole free nodes, or fresh ones, which the histogram treats alike.
-    The quantile (and the budget for rarer bursts) is taken over that room, not over what
-    is still missing, so room already held never makes a rarer scenario look affordable.
-    Gangs go to the first pool in expander order that takes them, backed-off pools
-    included (their nodes are room too; they just cannot grow)."""
-    q = config.predictive.arrival_quantile
-    if q <= 0 or not forecast.arrival_scenarios:
-        return {}
-    ordered = capacity.pool_order(views, None, config)
-    fragments: dict[str, list[int]] = {}
-    whole: dict[str, int] = {}
-    for v in ordered:
-        size = v.state.spec.gpus_per_node
-        free = [
-            f for f, name in zip(v.free, v.names, strict=True) if not name or name not in v.removed
-        ]
-        whole[v.state.name] = sum(1 for f in free if f >= size)
-        fragments[v.state.name] = scenarios.free_histogram([f for f in free if f < size], size)
-    outcomes: list[tuple[float, dict[str, int]]] = []
-    for scenario in forecast.arrival_scenarios:
-        by_pool: dict[str, list[Gang]] = {}
-        for gang in scenario:
-            home = next((v for v in ordered if v.state.spec.accepts(gang)), None)
-            if home is not None:
-                by_pool.setdefault(home.state.name, []).append(gang)
-        room: dict[str, int] = {}
-        cost = 0.0
-        for v in ordered:
-            gangs = by_pool.get(v.state.name)
-            if gangs:
-                spec = v.state.spec
-                n = scenarios.extra_nodes(fragments[spec.name], gangs, spec.gpus_per_node)
-                if n:
-                    room[spec.name] = n
-                    cost += n * spec.price_usd_per_hour
-        outcomes.append((cost, room))
-    outcomes.sort(key=lambda o: o[0])
-    planned = sum(v.planned_nodes for v in ordered)
-    budget = math.floor(config.predictive.arrival_budget * planned)
-    k = scenarios.pick_outcome([(cost, sum(room.values())) for cost, room in outcomes], q, budget)
-    return {name: n - whole[name] for name, n in outcomes[k][1].items() if n > whole[name]}
+    def __init__(
+        self,
+        views: Sequence[capacity.PoolView],
+        arrivals: scenarios.ArrivalRoom,
+        config: PolicyConfig,
+    ) -> None:
+        by_name = {v.state.name: v for v in views}
+        self.ordered = [by_name[spec.name] for spec in arrivals.specs]  # expander order
+        self.arrivals = arrivals
+        self.quantile = config.predictive.arrival_quantile
+        self.budget_share = config.predictive.arrival_budget
+        self._indexes: dict[str, dict[str, int]] = {}
+
+    @staticmethod
+    def prepare(
+        pools: Sequence[PoolState], forecast: Forecast, config: PolicyConfig
+    ) -> scenarios.ArrivalRoom | None:
+        """The scenarios sorted into runs for these pools, once per decision (every plan
+        of it has the same pools); ``None`` when no room is kept for arrivals."""
+        if (
+            config.predictive.arrival_quantile <= 0
+            or not forecast.arrival_scenarios
+            or not forecast_trusted(forecast, config)
+        ):
+            return None
+        order = capacity.pool_order([capacity.PoolView(state=p) for p in pools], None, config)
+        return scenarios.ArrivalRoom([v.state.spec for v in order], forecast.arrival_scenarios)
+
+    def _index(self, v: capacity.PoolView) -> dict[str, int]:
+        # Built once: within a plan, entries are only ever appended, unnamed.
+        index = self._indexes.get(v.state.name)
+        if index is None:
+            index = self._indexes[v.state.name] = {n: i for i, n in enumerate(v.names) if n}
+        return index
+
+    def shortfall(self, undone: Collection[tuple[str, str]] = ()) -> dict[str, int]:
+        """Fresh nodes each home pool lacks for the chosen scenario; ``undone``: (pool, node)
+        marked removed but counted as if they were not."""
+        fragments: list[list[int]] = []
+        whole: list[int] = []
+        planned = 0
+        for v in self.ordered:
+            size = v.state.spec.gpus_per_node
+            name = v.state.name
+            planned += v.planned_nodes
+            counts = Counter(v.free)
+            if v.removed:
+                index = self._index(v)
+                for node in v.removed:
+                    if (name, node) in undone:
+                        planned += 1
+                    elif node in index:
+                        counts[v.free[index[node]]] -= 1
+            hist = [0] * (size + 1)
+            for f, n in counts.items():
+                hist[min(max(f, 0), size)] += n
+            whole.append(hist[size])  # whole free nodes; the rest are fragments
+            hist[size] = 0
+            fragments.append(hist)
+        budget = math.floor(self.budget_share * planned)
+        return self.arrivals.shortfall(fragments, whole, self.quantile, budget)
+
+    def grow(self, short: dict[str, int], config: PolicyConfig, now_s: float) -> int:
+        """Add up to ``short`` nodes per pool (those that can grow); how many were added."""
+        added = 0
+        for v in self.ordered:
+            if not v.state.available(now_s):
+                continue
+            k = min(short.get(v.state.name, 0), v.headroom(config))
+            if k > 0:
+                v.add_empty(k)
+                added += k
+        return added
+
+    def reason(self, added: int, replacing: int) -> str:
+        if not added + replacing:
+            return ""
+        text = (
+            f"room for the p{round(self.quantile * 100)} of arrivals within the lead time "
+            f"({self.arrivals.windows} past windows): {added + replacing} node(s)"
+        )
+        if replacing:
+            text += f", {replacing} in place of idle nodes of other pools removed"
+        return text
 
 
-def _keep_room(
-    undoable: list[Any],
-    views: Sequence[capacity.PoolView],
-    forecast: Forecast,
-    config: PolicyConfig,
-    now_s: float,
-) -> None:
+def _keep_room(undoable: list[Any], room: _Room | None) -> None:
     """Put back the most recent of ``undoable`` (removals or cordons: each has ``pool`` and
     ``node``) in the pools short of room for arrivals, and only there, until none is. An
-    idle node put back is one whole free node, so a pool short of ``n`` gets ``n`` at once."""
-    by_name = {v.state.name: v for v in views}
+    idle node put back is one whole free node, so a pool short of ``n`` gets ``n`` at once.
+    A node of one pool is never kept for another pool's arrivals (it grows instead:
+    :func:`_replace_removed_room`)."""
+    if room is None:
+        return
+    by_name = {v.state.name: v for v in room.ordered}
     while undoable:
-        short = _arrival_shortfall(views, forecast, config, now_s)
+        short = room.shortfall()
         back: list[int] = []
         for pool, n in short.items():
             mine = [i for i, u in enumerate(undoable) if u.pool == pool]
@@ -121,29 +170,20 @@ def _keep_room(
             by_name[undone.pool].removed.discard(undone.node)
 
 
-def _room_for_arrivals(
-    views: Sequence[capacity.PoolView], forecast: Forecast, config: PolicyConfig, now_s: float
-) -> str:
-    """Grow pools so the ``arrival_quantile`` scenario of arrivals would find room; the
-    reason, or "" if nothing was added."""
-    per_pool = _arrival_shortfall(views, forecast, config, now_s)
-    if not per_pool:
-        return ""
-    added = 0
-    for v in views:
-        if not v.state.available(now_s):
-            continue
-        k = min(per_pool.get(v.state.name, 0), v.headroom(config))
-        if k > 0:
-            v.add_empty(k)
-            added += k
-    if not added:
-        return ""
-    q = config.predictive.arrival_quantile
-    return (
-        f"room for the p{round(q * 100)} of arrivals within the lead time "
-        f"({len(forecast.arrival_scenarios)} past windows): {added} node(s)"
-    )
+def _replace_removed_room(
+    room: _Room | None, removals: Sequence[NodeRemoval], config: PolicyConfig, now_s: float
+) -> int:
+    """Grow each home pool by the room that ``removals`` in *other* pools take away (a dear
+    pool's idle nodes were room for a cheap pool's arrivals): what it lacks now beyond what
+    it lacked with the removals undone. Called after :func:`_keep_room`, which leaves no
+    removal in a pool still short, so with one pool this adds nothing."""
+    if room is None or not removals:
+        return 0
+    short = room.shortfall()
+    if not short:
+        return 0
+    before = room.shortfall({(r.pool, r.node) for r in removals})
+    return room.grow({p: n - before.get(p, 0) for p, n in short.items()}, config, now_s)
 
 
 def decide_predictive(
@@ -155,7 +195,8 @@ def decide_predictive(
     forecast: Forecast,
     config: PolicyConfig,
 ) -> Plan:
-    plan = _plan(now_s, pools, pending, running, forecast, config, may_cordon=True)
+    arrivals = _Room.prepare(pools, forecast, config)
+    plan = _plan(now_s, pools, pending, running, forecast, arrivals, config, may_cordon=True)
     growing = {up.pool for up in plan.scale_ups}
     # Demand is back where nodes were cordoned: put back as few of them as make the growth
     # unnecessary (the roomiest first; 1, 2, 4, ... then all), planning again with them and
@@ -174,6 +215,7 @@ def decide_predictive(
             pending,
             running,
             forecast,
+            arrivals,
             config,
             may_cordon=False,
         )
@@ -192,6 +234,7 @@ def _plan(
     pending: Sequence[Gang],
     running: Sequence[RunningGang],
     forecast: Forecast,
+    arrivals: scenarios.ArrivalRoom | None,
     config: PolicyConfig,
     *,
     may_cordon: bool,
@@ -211,9 +254,7 @@ def _plan(
     added_before = {v.state.name: v.added for v in views}
 
     general = [v for v in views if v.state.spec.gpu_type == ANY_GPU_TYPE] or list(views)
-    lead_s = p.lead_time_factor * max(
-        (v.state.spec.provisioning_delay_s for v in general), default=0.0
-    )
+    lead_s = forecast_needs.lead_time_s(config, [s.spec for s in pools])
     want_gpus = forecast.quantile_max(p.quantile, now_s + max(lead_s, forecast.step_s))
     want_gpus += p.headroom_gpus
     gap = want_gpus - _capacity_gpus(views)
@@ -235,16 +276,10 @@ def _plan(
                 gap -= k * v.state.spec.gpus_per_node
 
     grew_for_demand = any(v.added > added_before[v.state.name] for v in views)
-    room_reason = _room_for_arrivals(views, forecast, config, now_s)
-    if room_reason:
-        ahead_reason = f"{ahead_reason}; {room_reason}" if grew_for_demand else room_reason
-
-    ups = list(floor_ups)
-    for v in views:
-        extra = v.added - added_before[v.state.name]
-        if extra > 0:
-            start = v.live_nodes + added_before[v.state.name]
-            ups.append(ScaleUp(v.state.name, start, start + extra, ahead_reason))
+    # Room for arrivals: grown before idle nodes are removed, so that an idle node that is
+    # room is kept rather than replaced by a fresh one.
+    room = _Room(views, arrivals, config) if arrivals else None
+    room_added = room.grow(room.shortfall(), config, now_s) if room else 0
 
     removals, next_expiry = capacity.remove_idle(views, config, now_s)
     keep_gpus = forecast.quantile_max(p.scale_down_quantile, now_s + config.idle_timeout_s)
@@ -256,7 +291,17 @@ def _plan(
     while removals and _capacity_gpus(views) < keep_gpus:
         undone = removals.pop()  # the most recently idle goes back first
         by_name[undone.pool].removed.discard(undone.node)
-    _keep_room(removals, views, forecast, config, now_s)
+    _keep_room(removals, room)
+    replacing = _replace_removed_room(room, removals, config, now_s)
+    room_reason = room.reason(room_added, replacing) if room else ""
+    if room_reason:
+        ahead_reason = f"{ahead_reason}; {room_reason}" if grew_for_demand else room_reason
+    ups = list(floor_ups)
+    for v in views:
+        extra = v.added - added_before[v.state.name]
+        if extra > 0:
+            start = v.live_nodes + added_before[v.state.name]
+            ups.append(ScaleUp(v.state.name, start, start + extra, ahead_reason))
     removals += capacity.enforce_max(views)
     cordons: list[NodeCordon] = []
     # Not while anything grows, nor while a pending gang waits on a pool's limits.
@@ -272,7 +317,7 @@ def _plan(
             views, running, config, now_s, _capacity_gpus(views), demand_until
         )
         # Room for arrivals in their shapes is kept too: a cordon that takes it is undone.
-        _keep_room(cordons, views, forecast, config, now_s)
+        _keep_room(cordons, room)
     return Plan(
         targets=capacity.targets(views),
         scale_ups=tuple(ups),
