@@ -11,7 +11,8 @@ reactive floor, with hysteresis; fall back to reactive when the forecast is not 
   pool grows by the nodes it lacks, as the home of the gangs that found no room, for the
   ``arrival_quantile`` of the windows (rarer ones within ``arrival_budget``). An idle
   node past its timeout is kept if its own pool lacks room without it; a pool whose room
-  was another pool's removed idle nodes grows in the same plan.
+  was another pool's removed idle nodes grows in the same plan. A cordon that takes any
+  pool's room is undone.
 - Down: an idle node past its timeout is removed only while capacity stays above the
   forecast's ``scale_down_quantile`` of demand over the next idle-timeout window and
   above the ``quantile`` it grows for over the lead time (a node removed below that would
@@ -186,6 +187,24 @@ def _replace_removed_room(
     return room.grow({p: n - before.get(p, 0) for p, n in short.items()}, config, now_s)
 
 
+def _keep_others_room(cordons: list[NodeCordon], room: _Room | None) -> None:
+    """Undo the most recent ``cordons`` while some pool lacks more room than it would with
+    none of them: a cordoned node was room for another pool's arrivals. Called after
+    :func:`_keep_room`, so with one pool there is nothing left to undo."""
+    if room is None:
+        return
+    by_name = {v.state.name: v for v in room.ordered}
+    while cordons:
+        short = room.shortfall()
+        if not short:
+            return
+        before = room.shortfall({(c.pool, c.node) for c in cordons})
+        if all(n <= before.get(pool, 0) for pool, n in short.items()):
+            return
+        undone = cordons.pop()
+        by_name[undone.pool].removed.discard(undone.node)
+
+
 def decide_predictive(
     *,
     now_s: float,
@@ -316,8 +335,10 @@ def _plan(
         cordons = consolidation.choose_cordons(
             views, running, config, now_s, _capacity_gpus(views), demand_until
         )
-        # Room for arrivals in their shapes is kept too: a cordon that takes it is undone.
+        # Room for arrivals in their shapes is kept too: a cordon that takes it is undone
+        # (this plan grows nothing, so also one that takes another pool's room).
         _keep_room(cordons, room)
+        _keep_others_room(cordons, room)
     return Plan(
         targets=capacity.targets(views),
         scale_ups=tuple(ups),

@@ -133,6 +133,36 @@ def test_idle_nodes_of_a_dearer_pool_are_replaced_by_the_cheap_pool_in_the_same_
     assert again.scale_ups == () and again.removals == ()
 
 
+def test_a_cordon_that_takes_another_pools_room_is_undone(snap: Any) -> None:
+    """Consolidation would cordon the dear pool's half-used node (its job ends soon), but
+    its 4 free GPUs are the room for the 1x4 gangs whose home is the full cheap pool; a plan
+    that cordons grows nothing, so the cordon is undone."""
+    cheap = snap.pool(snap.spec("cheap", price=1.0), *busy(snap, "c", 2))
+    dear = snap.pool(snap.spec("dear", price=30.0), snap.ready("d0", used=4))
+    running = [
+        snap.running(snap.gang("long-0"), "cheap", "c0"),
+        snap.running(snap.gang("long-1"), "cheap", "c1"),
+        snap.running(snap.gang("soon", gpus=4), "dear", "d0", end_s=NOW + 600),
+    ]
+
+    def cordons(windows: list[list[Gang]]) -> list[str]:
+        p = decide(
+            now=NOW,
+            pools=[cheap, dear],
+            pending=[],
+            running=running,
+            forecast=fc(windows),
+            config=snap.config(
+                "predictive", predictive={"consolidate_within_s": 3_600.0, "hysteresis_nodes": 0}
+            ),
+        )
+        assert p.scale_ups == ()
+        return [c.node for c in p.cordons]
+
+    assert cordons([[]] * 10) == ["d0"]
+    assert cordons([[g(1, 4)]] * 10) == []
+
+
 # --- one lead time ------------------------------------------------------------------------
 
 
