@@ -93,8 +93,8 @@ def snapshot(
         else:
             used = 8 if roll < 0.6 else rng.randint(1, 7)
             node = NodeState(name, NodePhase.READY, 8, used_gpus=used, created_s=0.0)
-            gang = Gang(f"run-{i}", NOW_S - 7_200.0, 1, used, gpu_type=spec.gpu_type)
-            running.append(RunningGang(gang, NOW_S - 7_000.0, spec.name, (name,)))
+            job = Gang(f"run-{i}", NOW_S - 7_200.0, 1, used, gpu_type=spec.gpu_type)
+            running.append(RunningGang(job, NOW_S - 7_000.0, spec.name, (name,)))
         per_pool[spec.name].append(node)
     pools = [PoolState(spec=s, nodes=tuple(per_pool[s.name])) for s in specs]
 
