@@ -143,6 +143,12 @@ def wait_needed(
     ``inf`` when not even the jobs' own GPU-hours fit in the cost (no policy can run them
     all for that); ``None`` when the no-wait bound already fits (the bounds then say
     nothing: a policy without waits might cost that little)."""
+    # The bisection below stops once its bracket is within the resolution: at 0 or below it
+    # never would. A NaN cost fits no bound, and would come back as a wait all the same.
+    if not resolution_s > 0:
+        raise ValueError(f"resolution_s must be > 0 seconds, got {resolution_s}")
+    if math.isnan(cost_usd):
+        raise ValueError("cost_usd must be a number of USD, got NaN")
     jobs = _jobs(trace, pools)
     if _bound(jobs, 0.0).cost_usd <= cost_usd:
         return None

@@ -173,3 +173,25 @@ def test_wait_needed_brackets_the_cost(trace_of: TraceOf, pool_of: PoolOf) -> No
     assert wait_bound(trace, pools, wait + 120).cost_usd <= cost  # to the resolution
     assert wait_needed(trace, pools, no_wait) is None  # no wait needed
     assert wait_needed(trace, pools, work - 1) == math.inf  # not even the work fits
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("resolution_s", [0.0, -60.0, math.nan])
+def test_wait_needed_refuses_a_resolution_it_could_never_reach(
+    resolution_s: float, trace_of: TraceOf, pool_of: PoolOf
+) -> None:
+    # the bisection stops once its bracket is within the resolution: at 0 or below (or NaN)
+    # it never would
+    trace = trace_of([(i * HOUR, 5 * HOUR, 1) for i in range(10)])
+    pools = [pool_of(pricePerHour=8.0)]
+    cost = (10 * 5.0 + no_wait_bound(trace, pools).cost_usd) / 2
+    with pytest.raises(ValueError, match="resolution_s"):
+        wait_needed(trace, pools, cost, resolution_s=resolution_s)
+
+
+def test_wait_needed_refuses_a_cost_that_is_not_a_number(
+    trace_of: TraceOf, pool_of: PoolOf
+) -> None:
+    trace = trace_of([(i * HOUR, 5 * HOUR, 1) for i in range(10)])
+    with pytest.raises(ValueError, match="cost_usd"):
+        wait_needed(trace, [pool_of(pricePerHour=8.0)], math.nan)
