@@ -33,7 +33,7 @@ the record needs no uids.
 (700 KiB) of encoded text, so the ConfigMap (with the demand history beside it) stays below
 ~900 KiB of its 1 MiB: beyond either, the *oldest* arrivals are left out of the saved record,
 which then says until when it is incomplete (``incompleteUntilMs``). In memory at most
-``max_in_memory`` (400,000, some 200 MB) are kept, the oldest forgotten first. Windows that
+``max_in_memory`` (400,000, about 150 MB) are kept, the oldest forgotten first. Windows that
 began at or before an arrival left out are not samples (``ArrivalWindows``
 ``mark_incomplete_until``), after a restart too, so a very busy cluster's scenarios draw on
 fewer past days, never on days that look quieter than they were (a DLJob older than the
