@@ -32,7 +32,9 @@ the record needs no uids.
 **The caps.** At most ``max_persisted`` (100,000) arrivals, and at most ``max_text_chars``
 (700 KiB) of encoded text, so the ConfigMap (with the demand history beside it) stays below
 ~900 KiB of its 1 MiB: beyond either, the *oldest* arrivals are left out of the saved record,
-which then says until when it is incomplete (``incompleteUntilMs``). In memory at most
+which then says until when it is incomplete (``incompleteUntilMs``). The record also says
+since when arrivals have been watched (``historySinceMs``), so after a restart the quiet days
+before the oldest arrival still kept stay samples of quiet days. In memory at most
 ``max_in_memory`` (400,000, about 150 MB) are kept, the oldest forgotten first. Windows that
 began at or before an arrival left out are not samples (``ArrivalWindows``
 ``mark_incomplete_until``), after a restart too, so a very busy cluster's scenarios draw on
@@ -51,7 +53,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from controller.clock import parse_time
 from controller.dljob import JobView
@@ -114,6 +116,9 @@ class ArrivalLog:
         self.max_in_memory = max(1, max_in_memory)
         self._incomplete_until: float | None = None
         """Arrivals up to this time may be missing (forgotten, or left out of a record)."""
+        self._since: float | None = None
+        """The first arrival ever recorded (here or before a restart): windows after it are
+        samples even once it is forgotten, so quiet days stay samples of quiet days."""
         self._times: list[float] = []
         self._arrivals: list[Arrival] = []
         self._keys: set[str] = set()
@@ -140,7 +145,6 @@ class ArrivalLog:
     ) -> int:
         """Record the arrivals in this pass's DLJobs and DLServices not recorded yet; the
         number added."""
-        before = len(self._arrivals)
         oldest = now_s - self.retention_s
         if self._incomplete_until is not None:
             # Windows before it are not samples, so older objects need no counting (and a
@@ -164,11 +168,10 @@ class ArrivalLog:
         for uid in [u for u in self._replicas if u not in listed]:
             del self._replicas[uid]  # deleted: its uid will not come back
         new.sort(key=lambda kg: kg[1].submit_s)  # stable: ties keep the listing's order
-        for key, gang in new:
-            self.observe(gang, key)
+        added = sum(1 for key, gang in new if self.observe(gang, key))
         self.prune(now_s)
         self._forget_oldest(len(self._arrivals) - self.max_in_memory)
-        return len(self._arrivals) - before
+        return added
 
     def _replica_arrivals(
         self, svc: ServiceView, now_s: float, oldest: float
@@ -220,6 +223,12 @@ class ArrivalLog:
         del self._times[:count], self._arrivals[:count]
         self._windows = None  # they hold the forgotten gangs too
 
+    def _mark_history_since(self, time_s: float) -> None:
+        if self._since is None or time_s < self._since:
+            self._since = time_s
+        if self._windows is not None:
+            self._windows.mark_history_since(time_s)
+
     def _mark_incomplete_until(self, time_s: float) -> None:
         if self._incomplete_until is None or time_s > self._incomplete_until:
             self._incomplete_until = time_s
@@ -227,6 +236,8 @@ class ArrivalLog:
             self._windows.mark_incomplete_until(time_s)
 
     def _add(self, arrival: Arrival) -> None:
+        if self._since is None or arrival.time_s < self._since:
+            self._since = arrival.time_s
         if arrival.key:
             self._keys.add(arrival.key)
         if not self._times or arrival.time_s >= self._times[-1]:
@@ -261,6 +272,8 @@ class ArrivalLog:
                 self._windows.observe(arrival.gang)
             if self._incomplete_until is not None:
                 self._windows.mark_incomplete_until(self._incomplete_until)
+            if self._since is not None:
+                self._windows.mark_history_since(self._since)
         return self._windows.scenarios(now_s)
 
     # --- persistence -----------------------------------------------------------------------
@@ -277,7 +290,9 @@ class ArrivalLog:
                 until = (
                     self._incomplete_until if until is None else max(until, self._incomplete_until)
                 )
-            text = encode(kept, self._replicas, incomplete_until_s=until)
+            text = encode(
+                kept, self._replicas, incomplete_until_s=until, history_since_s=self._since
+            )
             if len(text) <= self.max_text_chars or not kept:
                 return text
             # Drop the oldest in proportion to the excess (and a little more), then retry.
@@ -287,10 +302,14 @@ class ArrivalLog:
     def restore(self, text: str, now_s: float) -> int:
         """Add the arrivals of a saved record (those already seen are skipped); the number
         added. Raises ValueError for a record this version cannot read."""
-        arrivals, replicas, incomplete_until = decode_record(text)
+        arrivals, replicas, incomplete_until, history_since = decode_record(text)
         oldest = now_s - self.retention_s
         if incomplete_until is not None:
             self._mark_incomplete_until(incomplete_until)
+        if history_since is None and arrivals:
+            history_since = arrivals[0].time_s  # a record from before this key
+        if history_since is not None:
+            self._mark_history_since(history_since)
         # Already here: arrivals seen this run (before a read that failed, or by a previous
         # leadership) and restored ones; each stands for one saved arrival of its signature.
         present = Counter(signature(a.gang) for a in self._arrivals)
@@ -344,9 +363,11 @@ def encode(
     replicas: Mapping[str, int],
     *,
     incomplete_until_s: float | None = None,
+    history_since_s: float | None = None,
 ) -> str:
     """Columns of little-endian integers (``COLUMNS``), concatenated, deflated, base64;
-    ``incomplete_until_s``: arrivals up to then may be missing from the record."""
+    ``incomplete_until_s``: arrivals up to then may be missing from the record;
+    ``history_since_s``: since when arrivals have been watched."""
     ms = [round(a.time_s * 1000) for a in arrivals]
     types: dict[str, int] = {}
     for a in arrivals:
@@ -370,18 +391,28 @@ def encode(
     }
     if incomplete_until_s is not None:
         doc["incompleteUntilMs"] = round(incomplete_until_s * 1000)
+    if history_since_s is not None:
+        doc["historySinceMs"] = round(history_since_s * 1000)
     return json.dumps(doc, separators=(",", ":"))
 
 
 def decode(text: str) -> tuple[list[Arrival], dict[str, int]]:
     """The arrivals and service replica counts of a record :func:`encode` wrote."""
-    arrivals, replicas, _ = decode_record(text)
-    return arrivals, replicas
+    record = decode_record(text)
+    return record.arrivals, record.replicas
 
 
-def decode_record(text: str) -> tuple[list[Arrival], dict[str, int], float | None]:
-    """The arrivals, service replica counts and the time until which arrivals may be
-    missing (``None``: the record is whole) of a record :func:`encode` wrote."""
+class Record(NamedTuple):
+    arrivals: list[Arrival]
+    replicas: dict[str, int]
+    incomplete_until_s: float | None
+    """Arrivals up to this time may be missing (``None``: the record is whole)."""
+    history_since_s: float | None
+    """Since when arrivals have been watched (``None``: not said; the first arrival)."""
+
+
+def decode_record(text: str) -> Record:
+    """Everything a record :func:`encode` wrote."""
     try:
         doc = json.loads(text)
         if not isinstance(doc, dict) or doc.get("version") != FORMAT_VERSION:
@@ -418,6 +449,8 @@ def decode_record(text: str) -> tuple[list[Arrival], dict[str, int], float | Non
             out.append(Arrival(gang.submit_s, "", gang))
         until_ms = doc.get("incompleteUntilMs")
         incomplete_until = None if until_ms is None else int(until_ms) / 1000
+        since_ms = doc.get("historySinceMs")
+        history_since = None if since_ms is None else int(since_ms) / 1000
     except (KeyError, TypeError, IndexError, zlib.error, json.JSONDecodeError) as err:
         raise ValueError(f"unreadable arrivals record: {err!r}") from err
-    return out, replicas, incomplete_until
+    return Record(out, replicas, incomplete_until, history_since)

@@ -49,6 +49,12 @@ class ArrivalWindows:
         self._incomplete_until: float | None = None
         """Windows that began at or before this miss arrivals: not samples."""
 
+    def mark_history_since(self, time_s: float) -> None:
+        """Arrivals have been watched since ``time_s`` (before the first one still held,
+        say after a restart): windows from then on are samples, quiet ones too."""
+        if self._first_seen is None or time_s < self._first_seen:
+            self._first_seen = time_s
+
     def mark_incomplete_until(self, time_s: float) -> None:
         """Arrivals up to ``time_s`` may be missing (left out of a capped record, dropped
         from memory): windows that begin at or before it are no longer samples."""

@@ -508,7 +508,7 @@ def test_a_capped_record_keeps_old_windows_out_after_a_restart() -> None:
     before = ArrivalLog(max_persisted=150)
     before.observe_cluster([parse_dljob(o) for o in objects], [], now)
     text = before.encode(now)
-    saved, _, until = decode_record(text)
+    saved, _, until, _ = decode_record(text)
     assert len(saved) == 150 and until == gangs[-151].submit_s
     after = ArrivalLog()
     after.restore(text, now + 60)
@@ -532,5 +532,30 @@ def test_a_capped_record_keeps_old_windows_out_after_a_restart() -> None:
 def test_a_whole_record_says_it_is_whole() -> None:
     log = ArrivalLog()
     log.observe(Gang("ns/a", T0, 1, 8, "a100"), "a")
-    assert decode_record(log.encode(T0 + 1))[2] is None
-    assert decode_record(encode([], {}))[2] is None
+    assert decode_record(log.encode(T0 + 1)).incomplete_until_s is None
+    assert decode_record(encode([], {})).incomplete_until_s is None
+
+
+def test_quiet_days_before_the_oldest_arrival_kept_stay_samples_after_a_restart() -> None:
+    """Arrivals busy for the first hours, then quiet for days: eight days on, the busy
+    hours are pruned, and the quiet days after them are still samples (empty windows), in
+    the running controller and after a restart alike."""
+    gangs = [g for g in arrivals(days=1.0) if g.submit_s < T0 + 0.4 * DAY]
+    late = Gang("ns/late", T0 + 8.5 * DAY - 7200, 1, 8, "a100")
+    log = ArrivalLog()
+    log.observe_cluster(job_objects_parsed(gangs), [], T0 + 0.4 * DAY)
+    log.observe(late, "late")
+    now = T0 + 8.5 * DAY
+    log.prune(now)
+    assert len(log) == 1  # only the late one is left
+    window = 600.0
+    before = log.scenarios(now, window)
+    assert sum(1 for s in before if not s) > 50  # the quiet days' windows: samples, empty
+    restarted = ArrivalLog()
+    restarted.restore(log.encode(now), now + 1)
+    assert decode_record(log.encode(now)).history_since_s == gangs[0].submit_s
+    assert shapes(restarted.scenarios(now, window)) == shapes(before)
+
+
+def job_objects_parsed(gangs: list[Gang]) -> list[Any]:
+    return [parse_dljob(o) for o in job_objects(gangs)]
