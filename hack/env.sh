@@ -39,3 +39,6 @@ fi
 flock -u "$DLSCALER_LOCK_FD"
 exec {DLSCALER_LOCK_FD}>&-
 export PATH="$VENV/bin:$PATH"
+# And put this clone first on the import path: another clone sourcing this script
+# re-points the shared editable install, which must not change what runs here meanwhile.
+export PYTHONPATH="$DLSCALER_ROOT${PYTHONPATH:+:$PYTHONPATH}"
