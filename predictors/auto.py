@@ -10,9 +10,10 @@
    :mod:`predictors.blend`). Per quantile because the policy uses the p50 and the p90 for
    different things and the best point forecaster is often not the best at the tail.
    Three days of evidence are noisy, so incumbents get a margin: the preferred option
-   (for the p90, the average of naive quantiles and the regression, which wins most often
-   over the bundled traces) is kept unless another is ``prefer_margin`` (25%) better, and
-   otherwise the previous choice unless another is ``switch_margin`` (5%) better;
+   (for the p90, the average of naive quantiles and the structural model, which wins most
+   often over the bundled traces; the average with the regression when the series has no
+   covariates) is kept unless another is ``prefer_margin`` (25%) better, and otherwise the
+   previous choice unless another is ``switch_margin`` (5%) better;
 4. the chosen models are refitted on the whole history.
 
 Too little history for a selection window, or every candidate failing, falls back to
@@ -32,7 +33,7 @@ value used as every quantile (1.0 = no better than the naive forecast).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Self
@@ -57,11 +58,15 @@ from predictors.registry import CANDIDATES, POINT_BASELINES, ModelFactory
 from predictors.series import fill_gaps
 
 FALLBACK = "seasonal-naive-daily"
-PREFERRED: dict[float, str] = {0.9: "naive-quantiles+regression"}
+PREFERRED: dict[float, tuple[str, ...]] = {
+    0.9: ("naive-quantiles+structural", "naive-quantiles+regression")
+}
 """The p90 that wins most often in the bundled traces' backtests (docs/forecasting.md): kept
-while within ``switch_margin`` of the recent best, so that noise in a few days of evidence
-does not swap the tail model back and forth. (The p50 needs no such prior: the best point
-forecaster is stable from one window to the next.)"""
+while within ``prefer_margin`` of the recent best, so that noise in a few days of evidence
+does not swap the tail model back and forth. Alternatives in order: the first whose models
+all fitted is the incumbent (the structural model needs the running-age and arrival
+covariates; a series without them keeps the regression average). (The p50 needs no such
+prior: the best point forecaster is stable from one window to the next.)"""
 POINT_FORECASTERS = frozenset(POINT_BASELINES)
 """Models whose every quantile is the same point: candidates for the p50 only (as a p90 they
 would win any calm window and then cover nothing when demand moves)."""
@@ -108,7 +113,7 @@ class AutoForecaster:
         selection_s: float = 3 * DAY_S,
         refit_every_s: float = 6 * 3_600.0,
         switch_margin: float = 0.05,
-        prefer: dict[float, str] | None = None,
+        prefer: Mapping[float, str | Sequence[str]] | None = None,
         prefer_margin: float = 0.25,
     ) -> None:
         self.horizon_s = horizon_s
@@ -118,7 +123,10 @@ class AutoForecaster:
         self.selection_s = selection_s
         self.refit_every_s = refit_every_s
         self.switch_margin = switch_margin
-        self.prefer = dict(PREFERRED if prefer is None else prefer)
+        self.prefer = {
+            float(q): (options,) if isinstance(options, str) else tuple(options)
+            for q, options in (PREFERRED if prefer is None else prefer).items()
+        }
         self.prefer_margin = prefer_margin
         self.selection: Selection | None = None
         self.last_error: str | None = None
@@ -250,14 +258,13 @@ class AutoForecaster:
             self._fall_back(series, "every candidate failed: " + "; ".join(failures.values()))
             return
         previous = self.selection.recipe if self.selection else {}
-        incumbents = {
-            q: [o for o in (self._preferred(q), previous.get(q)) if o] for q in self.quantiles
-        }
+        preferred = {q: self._preferred(q, usable) for q in self.quantiles}
+        incumbents = {q: [o for o in (preferred[q], previous.get(q)) if o] for q in self.quantiles}
         margins = {
             q: [
                 m
                 for o, m in (
-                    (self._preferred(q), self.prefer_margin),
+                    (preferred[q], self.prefer_margin),
                     (previous.get(q), self.switch_margin),
                 )
                 if o
@@ -292,9 +299,13 @@ class AutoForecaster:
         self._model = QuantileBlend(recipe, fitted)
         self.selection = Selection(recipe, losses, naive_loss, failures)
 
-    def _preferred(self, q: float) -> tuple[str, ...] | None:
-        option = self.prefer.get(q)
-        return tuple(option.split("+")) if option else None
+    def _preferred(self, q: float, usable: Sequence[str]) -> tuple[str, ...] | None:
+        """The first preferred option for ``q`` whose models all fitted."""
+        for option in self.prefer.get(q, ()):
+            members = tuple(option.split("+"))
+            if all(name in usable for name in members):
+                return members
+        return None
 
     def _rank(
         self, losses: dict[str, float], incumbents: list[tuple[str, ...]], margins: list[float]

@@ -43,7 +43,7 @@ def forecast_command(
             "--models",
             help="Comma-separated models (the baselines always run): naive, "
             "seasonal-naive-daily, seasonal-naive-weekly, naive-quantiles, ets, regression, "
-            "auto; or 'all'.",
+            "structural, auto; or 'all'.",
         ),
     ] = "all",
     warmup: Annotated[

@@ -8,6 +8,7 @@ from predictors.base import DAY_S, DEFAULT_QUANTILES, WEEK_S, Forecaster
 from predictors.baselines import Naive, NaiveQuantiles, SeasonalNaive
 from predictors.ets import HoltWinters
 from predictors.regression import QuantileRegression
+from predictors.structural import StructuralForecaster
 
 ModelFactory = Callable[[int, tuple[float, ...]], Forecaster]
 """(horizon in steps, quantiles) -> an unfitted model."""
@@ -27,6 +28,7 @@ CANDIDATES: dict[str, ModelFactory] = {
     **BASELINES,
     "ets": lambda h, qs: HoltWinters(horizon=h),
     "regression": lambda h, qs: QuantileRegression(horizon=h, quantiles=qs),
+    "structural": lambda h, qs: StructuralForecaster(horizon=h),
 }
 """What the automatic chooser picks from, in order of preference on a tie (simplest first)."""
 

@@ -5,16 +5,31 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from predictors.base import NotFittedError
+from dlscaler.model import Gang
+from predictors.base import NotFittedError, Series
 from predictors.registry import make_model, model_names
+from predictors.series import demand_series
 
 H = 12
 QS = (0.1, 0.5, 0.9)
 
 
+@pytest.fixture
+def random_gangs() -> Series:
+    """9 days of demand of gangs with random arrivals, sizes and run times, with the
+    running-age and arrival covariates (the structural model needs them)."""
+    rng = np.random.default_rng(0)
+    submits = np.cumsum(rng.exponential(400.0, size=2_000))
+    gangs = [
+        Gang(f"g{i}", float(t), 1, int(rng.choice([1, 2, 4, 8])), duration_s=float(d))
+        for i, (t, d) in enumerate(zip(submits, rng.lognormal(7.5, 1.5, size=2_000), strict=True))
+    ]
+    return demand_series(gangs, 300.0, start_s=0.0, end_s=9 * 86_400.0)
+
+
 @pytest.mark.parametrize("name", model_names())
-def test_predict_gives_h_monotone_non_negative_steps_per_quantile(name, random_walk):
-    series = random_walk(9)
+def test_predict_gives_h_monotone_non_negative_steps_per_quantile(name, random_gangs):
+    series = random_gangs
     model = make_model(name, H, QS).fit(series)
     forecast = model.predict(H, QS)
     assert sorted(forecast) == list(QS)
@@ -25,8 +40,8 @@ def test_predict_gives_h_monotone_non_negative_steps_per_quantile(name, random_w
 
 
 @pytest.mark.parametrize("name", model_names())
-def test_predict_at_matches_predict_at_the_end_and_has_one_row_per_origin(name, random_walk):
-    series = random_walk(9)
+def test_predict_at_matches_predict_at_the_end_and_has_one_row_per_origin(name, random_gangs):
+    series = random_gangs
     model = make_model(name, H, QS).fit(series)
     at = model.predict_at(series, [len(series) - 5, len(series)], H, QS)
     end = model.predict(H, QS)
