@@ -54,3 +54,11 @@ def pool_of() -> Callable[..., PoolModel]:
 def openb_window() -> Path:
     """300 consecutive jobs (0.7 days, by submit time) of the bundled Alibaba trace."""
     return DATA / "openb_window.csv"
+
+
+@pytest.fixture
+def small() -> tuple[Trace, list[PoolModel]]:
+    """A few gangs over two hours and a pool for them: a tune trial simulates it in
+    milliseconds."""
+    rows = [(i * 600, 1200 + 300 * (i % 3), [1, 8, 16][i % 3]) for i in range(12)]
+    return _trace_of(rows), [_pool_of(maxNodes=50)]

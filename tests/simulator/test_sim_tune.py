@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -19,13 +18,6 @@ from simulator.tune import TrialResult, choose, evaluate, run_study
 
 TraceOf = Callable[..., Trace]
 PoolOf = Callable[..., PoolModel]
-
-
-@pytest.fixture
-def small(trace_of: TraceOf, pool_of: PoolOf) -> tuple[Trace, list[PoolModel]]:
-    # a few gangs over two hours: each trial simulates in milliseconds
-    rows = [(i * 600, 1200 + 300 * (i % 3), [1, 8, 16][i % 3]) for i in range(12)]
-    return trace_of(rows), [pool_of(maxNodes=50)]
 
 
 def completed(storage: str, name: str) -> list[optuna.trial.FrozenTrial]:

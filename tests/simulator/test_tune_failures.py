@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import optuna
-import pytest
 
 from dlscaler.config import PolicyConfig, PoolModel
 from dlscaler.trace import Trace
@@ -16,12 +15,6 @@ from simulator.tune import evaluate, run_study
 
 TraceOf = Callable[..., Trace]
 PoolOf = Callable[..., PoolModel]
-
-
-@pytest.fixture
-def small(trace_of: TraceOf, pool_of: PoolOf) -> tuple[Trace, list[PoolModel]]:
-    rows = [(i * 600, 1200 + 300 * (i % 3), [1, 8, 16][i % 3]) for i in range(12)]
-    return trace_of(rows), [pool_of(maxNodes=50)]
 
 
 class LongTimeoutsCrash:
