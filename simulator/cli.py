@@ -203,7 +203,8 @@ def run_and_report(
         bound = no_wait_bound(trace, pools)
         console.print(
             f"no-wait repacking bound: {bound.gpu_hours:,.0f} GPU-h, {bound.cost_usd:,.0f} USD "
-            "(no policy that starts every job at submit can provision less)"
+            "(no policy that starts every job at submit can provision less)",
+            soft_wrap=True,
         )
     for r in results:
         if r.unschedulable:
