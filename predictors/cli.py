@@ -142,7 +142,8 @@ def run_backtest(
             f"--warmup {warmup_s / 86_400.0:g}d leaves nothing to forecast in a "
             f"{span_d:.1f}-day trace; use a shorter --warmup"
         )
-    console = Console(stderr=True)
+    # soft_wrap: paths and model notes stay on one line in CI logs and pipes (80 columns).
+    console = Console(stderr=True, soft_wrap=True)
     factories = {name: (lambda hh, qs, name=name: make_model(name, hh, qs)) for name in names}
     progress_columns = (
         TextColumn("{task.description:>22}"),

@@ -63,6 +63,8 @@ def test_prints_the_table_and_writes_json_and_plot(trace_csv, tmp_path):
     assert doc["chosen"]
     assert doc["machine"]["cores"] >= 1
     assert (out / "forecast.png").stat().st_size > 10_000
+    # The path written stays on one line, however long, off a terminal (CI logs).
+    assert f"wrote {out / 'forecast.json'}" in result.output
 
 
 @pytest.mark.parametrize(
