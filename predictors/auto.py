@@ -4,7 +4,9 @@
 
 1. gaps (NaN, infinities, negatives) are filled with the last good value;
 2. every candidate is fitted on all but the last ``selection_s`` of the history and
-   backtested from every origin in that window (:func:`predictors.backtest.backtest`);
+   backtested from every origin in that window (:func:`predictors.backtest.backtest`),
+   except those whose ``required_covariates`` the series lacks: they are left out (listed
+   in ``Selection.skipped``, not counted as failures);
 3. for each quantile separately, the option with the lowest pinball loss at that quantile
    wins, the options being each candidate and the average of the two best (see
    :mod:`predictors.blend`). Per quantile because the policy uses the p50 and the p90 for
@@ -82,6 +84,9 @@ class Selection:
     naive_loss: float = math.nan
     """Summed over the quantiles, for the last value used as every quantile."""
     failures: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Candidates left out because the series lacks covariates they need (not failures: a
+    demand-only series, as the controller's, leaves the same ones out at every refit)."""
     fallback_reason: str = ""
 
     @property
@@ -238,8 +243,14 @@ class AutoForecaster:
             needed = 2 * (h + 1) + 1
             self._fall_back(series, f"{n} points: too short to choose a model (needs {needed})")
             return
+        skipped = _lacking_covariates(self.candidates, series, h, self.quantiles)
+        if skipped and len(skipped) == len(self.candidates):
+            self._fall_back(
+                series, "no candidate can fit this series: " + "; ".join(skipped.values())
+            )
+            return
         result = backtest(
-            self.candidates,
+            {name: f for name, f in self.candidates.items() if name not in skipped},
             series,
             h,
             quantiles=self.quantiles,
@@ -297,7 +308,7 @@ class AutoForecaster:
         naive = np.broadcast_to(last, result.actual.shape)
         naive_loss = sum(pinball_loss(result.actual, naive, q) for q in self.quantiles)
         self._model = QuantileBlend(recipe, fitted)
-        self.selection = Selection(recipe, losses, naive_loss, failures)
+        self.selection = Selection(recipe, losses, naive_loss, failures, skipped)
 
     def _preferred(self, q: float, usable: Sequence[str]) -> tuple[str, ...] | None:
         """The first preferred option for ``q`` whose models all fitted."""
@@ -352,6 +363,19 @@ class AutoForecaster:
         if len(clean):
             model = SeasonalNaive(DAY_S).fit(clean)
             self._model = QuantileBlend(self.selection.recipe, {FALLBACK: model})
+
+
+def _lacking_covariates(
+    candidates: Mapping[str, ModelFactory], series: Series, h: int, qs: tuple[float, ...]
+) -> dict[str, str]:
+    """Candidates whose ``required_covariates`` the series lacks -> why they are left out."""
+    lacking = {}
+    for name, factory in candidates.items():
+        needs = getattr(factory(h, qs), "required_covariates", ())
+        missing = [covariate for covariate in needs if covariate not in series.exog]
+        if missing:
+            lacking[name] = f"{name}: the series lacks the covariates {', '.join(missing)}"
+    return lacking
 
 
 def _option_losses(

@@ -29,8 +29,8 @@ and error scales come from the fitted history, newcomer samples from windows tha
 before ``T``.
 
 Needs the covariates of :func:`predictors.series.demand_series` (running GPUs by age,
-arrived GPUs); without them ``fit`` raises ``ValueError``, and the automatic chooser goes on
-without this model.
+arrived GPUs); without them ``fit`` raises ``ValueError``, and the automatic chooser leaves
+this model out (:attr:`StructuralForecaster.required_covariates`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from predictors.base import (
     Quantiles,
     Series,
 )
-from predictors.series import ARRIVED_GPUS
+from predictors.series import AGE_COVARIATES, ARRIVED_GPUS
 from predictors.survival import RunningState, fit_survival
 
 MIN_ROWS = 48
@@ -55,6 +55,9 @@ the error scale of a step ahead."""
 
 class StructuralForecaster(BaseForecaster):
     name = "structural"
+    required_covariates: tuple[str, ...] = (*AGE_COVARIATES, ARRIVED_GPUS)
+    """Without these ``fit`` raises; the automatic chooser leaves the model out of the
+    choice for a series that lacks them instead of counting a failure at every refit."""
 
     def __init__(
         self,

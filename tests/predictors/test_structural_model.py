@@ -8,6 +8,7 @@ import pytest
 from dlscaler.model import Gang
 from predictors.auto import AutoForecaster
 from predictors.base import DAY_S, Series
+from predictors.registry import CANDIDATES
 from predictors.series import demand_series
 from predictors.structural import StructuralForecaster
 from predictors.survival import RunningState
@@ -100,7 +101,7 @@ def test_a_series_without_covariates_is_refused_and_the_chooser_goes_on_without_
         StructuralForecaster(horizon=H).fit(series)
 
     auto = AutoForecaster(horizon_s=H * STEP_S).fit(series)
-    assert "structural" in auto.selection.failures
+    assert "arrived_gpus" in auto.selection.skipped["structural"]
     assert auto.selection.fallback_reason == ""
     assert "naive-quantiles+structural" not in auto.selection.losses[0.9]
     # Without the structural model the regression average is the p90's incumbent: scored
@@ -108,6 +109,32 @@ def test_a_series_without_covariates_is_refused_and_the_chooser_goes_on_without_
     assert "naive-quantiles+regression" in auto.selection.losses[0.9]
     patient = AutoForecaster(horizon_s=H * STEP_S, prefer_margin=10.0).fit(series)
     assert patient.selection.recipe[0.9] == ("naive-quantiles", "regression")
+
+
+def test_without_covariates_the_chooser_does_as_before_the_structural_model(random_walk):
+    # The controller and the simulator hand the chooser demand values only: every refit
+    # must choose, score and forecast as when the structural model was not a candidate,
+    # and count no failure (a model that cannot apply to the series is not one that broke).
+    series = random_walk(9)
+    auto = AutoForecaster(horizon_s=H * STEP_S).fit(series)
+    before = AutoForecaster(
+        horizon_s=H * STEP_S,
+        candidates={name: f for name, f in CANDIDATES.items() if name != "structural"},
+        prefer={0.9: "naive-quantiles+regression"},
+    ).fit(series)
+    assert auto.selection.failures == {}
+    assert auto.selection.losses == before.selection.losses
+    assert auto.selection.recipe == before.selection.recipe
+    assert auto.forecast() == before.forecast()
+
+
+def test_a_chooser_left_with_no_candidate_that_fits_the_series_says_why(random_walk):
+    only = {"structural": CANDIDATES["structural"]}
+    auto = AutoForecaster(horizon_s=H * STEP_S, candidates=only).fit(random_walk(9))
+    assert auto.selection.failures == {}
+    assert "structural" in auto.selection.fallback_reason
+    assert "arrived_gpus" in auto.selection.fallback_reason
+    assert auto.forecast().recent_error_ratio is None
 
 
 def test_the_chooser_prefers_the_structural_average_for_the_p90_when_covariates_exist():
