@@ -119,6 +119,8 @@ def _peak_per_step(
     keep = np.isfinite(times) & (deltas != 0)
     times, deltas = times[keep], deltas[keep]
     # At equal times, ends (negative) before starts: half-open intervals do not overlap.
+    if times.size == 0:  # no jobs, or none with GPUs and a start: no demand
+        return np.zeros(n)
     order = np.lexsort((deltas, times))
     times, deltas = times[order], deltas[order]
     level = np.cumsum(deltas)

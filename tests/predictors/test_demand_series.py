@@ -73,3 +73,9 @@ def test_bundled_trace_mean_demand_matches_the_data_readme():
     # data/README: peak 70, mean 16.6 concurrent GPUs (if every job started at submit).
     assert series.values.max() == 70
     assert abs(series.values.mean() - 16.6) < 0.2
+
+
+def test_no_jobs_is_no_demand_not_an_error():
+    series = demand_series([], 300.0)
+    assert len(series) == 1 and series.values.tolist() == [0.0]
+    assert all(column.tolist() == [0.0] for column in series.exog.values())
