@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from controller.dljob import JobView
 from dlscaler.config import PolicyConfig
 from dlscaler.model import Gang, NodePhase, PoolState, RunningGang
-from dlscaler.placement import place_workers
+from dlscaler.placement import admission_key, place_workers
 from dlscaler.policy.reactive import running_gpus_by_queue
 from dlscaler.queueing import offer_all
 
@@ -37,7 +37,7 @@ class Admission:
 
 
 def admission_order(pools: Sequence[PoolState]) -> list[PoolState]:
-    return sorted(pools, key=lambda p: (p.spec.usd_per_gpu_hour, p.spec.name))
+    return sorted(pools, key=lambda p: admission_key(p.spec))
 
 
 def admit(

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from dlscaler.model import ANY_GPU_TYPE, Gang, NodePhase, PoolState
-from dlscaler.placement import nodes_needed, place_workers
+from dlscaler.placement import admission_key, nodes_needed, place_workers
 from dlscaler.plan import Plan, ScaleUp
 
 DEFAULT_MIN_INTERVAL_S = 300.0
@@ -146,7 +146,7 @@ def plan_resizes(
 
     wanted = set(scale_up_for)
     soon = {n: free[n] + max(0, releasing_gpus.get(n, 0)) for n in free}
-    by_price = sorted(pools, key=lambda p: (p.spec.usd_per_gpu_hour, p.name))
+    by_price = sorted(pools, key=lambda p: admission_key(p.spec))
     for gang in pending:
         if gang.job_id not in wanted or gang.gpus_per_worker == 0:
             continue

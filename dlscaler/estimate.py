@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dlscaler.model import Gang, NodePhase, PoolState, RunningGang
-from dlscaler.placement import nodes_needed, place_workers
+from dlscaler.placement import admission_key, nodes_needed, place_workers
 from dlscaler.queueing import iter_ordered
 
 
@@ -146,7 +146,7 @@ def estimated_starts(
     ``ordering``: the queue ordering (``fair-share`` is taken in submit order). Gangs past
     ``max_gangs`` in the queue get ``None``: it bounds the cost on a very long queue.
     """
-    order = sorted(pools, key=lambda p: (p.spec.usd_per_gpu_hour, p.spec.name))
+    order = sorted(pools, key=lambda p: admission_key(p.spec))
     by_pool = {p.name: _Pool.of(p, now_s) for p in order}
     for r in running:
         pool = by_pool.get(r.pool)

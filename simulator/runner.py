@@ -26,6 +26,7 @@ from typing import Protocol
 
 from dlscaler.config import PolicyConfig, PoolModel
 from dlscaler.model import EMPTY_FORECAST, Forecast, Gang, NodePhase, RunningGang
+from dlscaler.placement import admission_key
 from dlscaler.plan import Plan
 from dlscaler.policy import decide
 from dlscaler.policy.reactive import running_gpus_by_queue
@@ -136,9 +137,7 @@ class Simulation:
         self.pools = [SimPool.of(m, self.options.seed) for m in sorted(pools, key=lambda m: m.name)]
         self.pool_by_name = {p.spec.name: p for p in self.pools}
         # The order in which the scheduler tries pools for a gang: cheapest per GPU first.
-        self.admission_order = sorted(
-            self.pools, key=lambda p: (p.spec.usd_per_gpu_hour, p.spec.name)
-        )
+        self.admission_order = sorted(self.pools, key=lambda p: admission_key(p.spec))
         self.forecast_source = forecast_source
         self.progress = progress
         self.engine: Engine[tuple[int, object]] = Engine()
