@@ -53,23 +53,19 @@ class Bound:
     """The longest wait allowed to the policies bounded (0: every job starts at submit)."""
 
     def as_dict(self) -> dict[str, float | int | str]:
+        out: dict[str, float | int | str] = {}
         if self.max_wait_s == 0:
-            return {
-                "name": "no-wait repacking bound",
-                "gpu_hours": self.gpu_hours,
-                "cost_usd": self.cost_usd,
-                "node_gpus": self.node_gpus,
-                "meaning": "least GPU-hours of any policy that starts every job at its submit "
-                "time, even with free live migration and instant boots",
-            }
-        return {
-            "name": "bounded-wait repacking bound",
-            "max_wait_s": self.max_wait_s,
+            out["name"] = "no-wait repacking bound"
+            policies = "that starts every job at its submit time"
+        else:
+            out |= {"name": "bounded-wait repacking bound", "max_wait_s": self.max_wait_s}
+            policies = f"in which no job waits more than {self.max_wait_s:g} s"
+        return out | {
             "gpu_hours": self.gpu_hours,
             "cost_usd": self.cost_usd,
             "node_gpus": self.node_gpus,
-            "meaning": f"least GPU-hours of any policy in which no job waits more than "
-            f"{self.max_wait_s:g} s, even with free live migration and instant boots",
+            "meaning": f"least GPU-hours of any policy {policies}, even with free live "
+            "migration and instant boots",
         }
 
 
@@ -118,8 +114,9 @@ def _bound(jobs: _Jobs, max_wait_s: float) -> Bound:
         level = running_level(begin[keep], end[keep], jobs.gpus[keep], times[:-1])
         nodes = np.ceil(level / jobs.node_gpus - 1e-9)
         node_gpu_hours = float(np.sum(nodes * jobs.node_gpus * np.diff(times))) / 3600.0
-    # With waits, the parts outside the compulsory ones still run somewhere.
-    gpu_hours = node_gpu_hours if max_wait_s == 0 else max(node_gpu_hours, jobs.work_gpu_hours)
+    # The parts outside the compulsory ones still run somewhere (without waits there are
+    # none, and whole nodes already hold at least the work).
+    gpu_hours = max(node_gpu_hours, jobs.work_gpu_hours)
     return Bound(gpu_hours, gpu_hours * jobs.usd_per_gpu_hour, jobs.node_gpus, max_wait_s)
 
 
