@@ -236,8 +236,7 @@ class ArrivalLog:
             self._windows.mark_incomplete_until(time_s)
 
     def _add(self, arrival: Arrival) -> None:
-        if self._since is None or arrival.time_s < self._since:
-            self._since = arrival.time_s
+        self._mark_history_since(arrival.time_s)
         if arrival.key:
             self._keys.add(arrival.key)
         if not self._times or arrival.time_s >= self._times[-1]:
